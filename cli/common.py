@@ -1,0 +1,61 @@
+"""What every command shares: the settings from the callback, and errors as one line + exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from sqlalchemy import exc as sa_exc
+
+from service.config import Settings, SettingsError, load_settings
+from service.errors import DatabaseUnavailable, GatekeyError
+
+console = Console()
+error_console = Console(stderr=True)
+
+T = TypeVar("T")
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
+    error_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise SystemExit(code)
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    """Settings are loaded once per invocation, on first use, so `--help` never needs them."""
+    root = ctx.find_root()
+    if root.obj is None:
+        try:
+            root.obj = load_settings()
+        except SettingsError as exc:
+            fail(str(exc), EXIT_USAGE)
+    settings: Settings = root.obj
+    return settings
+
+
+@contextmanager
+def clean_errors() -> Iterator[None]:
+    """Domain errors and unreachable services become one line on stderr, never a traceback."""
+    try:
+        yield
+    except GatekeyError as exc:
+        fail(f"{exc.message} ({exc.code})")
+    except (OSError, sa_exc.InterfaceError, sa_exc.OperationalError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        fail(f"database unavailable: {reason} ({DatabaseUnavailable.code})")
+
+
+def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    return asyncio.run(make())
+
+
+def print_json(data: object) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))

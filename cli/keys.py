@@ -1,0 +1,168 @@
+"""`gatekey keys ...`: create, list, show, revoke, rotate and re-limit keys."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cli.common import console, fail, print_json, run_async, settings_of
+from service.db import Database
+from service.durations import parse_duration
+from service.keys import service
+from service.keys.format import KeyFormat
+from service.keys.record import KeyRecord
+from service.keys.schemas import KeyOut
+from service.keys.service import IssuedKey
+
+app = typer.Typer(help="Create, list, show, revoke, rotate and re-limit API keys.", no_args_is_help=True)
+T = TypeVar("T")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _run(ctx: typer.Context, use: Callable[[AsyncSession, KeyFormat], Awaitable[T]]) -> T:
+    """Run one use case in a session of a short-lived engine, then close it."""
+    settings = settings_of(ctx)
+    pepper = settings.key_pepper.get_secret_value().encode() if settings.key_pepper else None
+    key_format = KeyFormat(settings.key_prefix, pepper)
+
+    async def main() -> T:
+        database = Database(settings, application_name="gatekey-cli")
+        try:
+            async with database.get_session() as session:
+                return await use(session, key_format)
+        finally:
+            await database.dispose()
+
+    return run_async(main)
+
+
+def _key_id(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        fail(f"invalid key id {text!r}: expected a UUID such as 0b7c5e2a-...")
+
+
+def _as_dict(record: KeyRecord) -> dict[str, object]:
+    return KeyOut.of(record).model_dump(mode="json")
+
+
+def _show_records(records: list[KeyRecord]) -> None:
+    table = Table("id", "prefix", "name", "owner", "scopes", "limit", "expires", "revoked")
+    for r in records:
+        table.add_row(
+            str(r.id), r.display_prefix, r.name, r.owner or "", ",".join(r.scopes),
+            r.rate_limit or "default", str(r.expires_at or ""), str(r.revoked_at or ""),
+        )
+    console.print(table)
+
+
+def _show_issued(issued: IssuedKey, as_json: bool) -> None:
+    if as_json:
+        print_json({**_as_dict(issued.record), "key": issued.plaintext})
+        return
+    _show_records([issued.record])
+    console.print(f"key: [bold]{issued.plaintext}[/bold]  (shown once; store it now)")
+
+
+@app.command()
+def create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option(help="What the key is for.")],
+    owner: Annotated[str | None, typer.Option(help="Who the key belongs to.")] = None,
+    scopes: Annotated[str, typer.Option(help="Comma-separated scopes, e.g. admin,read.")] = "",
+    rate_limit: Annotated[str | None, typer.Option(help="N/second|minute|hour|day.")] = None,
+    expires_in: Annotated[str | None, typer.Option(help="e.g. 30d, 12h.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a key and print it once."""
+    expires = parse_duration(expires_in) if expires_in else None
+    scope_list = [s.strip() for s in scopes.split(",") if s.strip()]
+    issued = _run(
+        ctx,
+        lambda session, fmt: service.create_key(
+            session=session, key_format=fmt, name=name, owner=owner, scopes=scope_list,
+            rate_limit=rate_limit, expires_in=expires,
+        ),
+    )
+    _show_issued(issued, as_json)
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    owner: Annotated[str | None, typer.Option(help="Only this owner's keys.")] = None,
+    include_inactive: Annotated[bool, typer.Option("--all", help="Add revoked and expired keys.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """List active keys (`--all` adds revoked and expired ones)."""
+    records = _run(
+        ctx,
+        lambda session, _: service.list_keys(
+            session=session, owner=owner, include_inactive=include_inactive
+        ),
+    )
+    if as_json:
+        print_json([_as_dict(r) for r in records])
+    else:
+        _show_records(records)
+
+
+@app.command()
+def show(ctx: typer.Context, key_id: str, as_json: JsonOpt = False) -> None:
+    """Show one key."""
+    kid = _key_id(key_id)
+    record = _run(ctx, lambda session, _: service.get_key(session=session, key_id=kid))
+    if as_json:
+        print_json(_as_dict(record))
+    else:
+        _show_records([record])
+
+
+@app.command()
+def revoke(ctx: typer.Context, key_id: str, as_json: JsonOpt = False) -> None:
+    """Revoke a key at once."""
+    kid = _key_id(key_id)
+    record = _run(ctx, lambda session, _: service.revoke_key(session=session, key_id=kid))
+    if as_json:
+        print_json(_as_dict(record))
+    else:
+        console.print(f"revoked {record.id} ({record.display_prefix})")
+
+
+@app.command()
+def rotate(
+    ctx: typer.Context,
+    key_id: str,
+    grace: Annotated[str, typer.Option(help="How long the old key keeps working, e.g. 24h.")] = "0s",
+    as_json: JsonOpt = False,
+) -> None:
+    """Issue a successor key; the old one works until the grace period ends."""
+    kid = _key_id(key_id)
+    grace_period = parse_duration(grace)
+    issued = _run(
+        ctx,
+        lambda session, fmt: service.rotate_key(
+            session=session, key_format=fmt, key_id=kid, grace=grace_period
+        ),
+    )
+    _show_issued(issued, as_json)
+
+
+@app.command("set-limit")
+def set_limit(ctx: typer.Context, key_id: str, rate_limit: str, as_json: JsonOpt = False) -> None:
+    """Set a key's rate limit, e.g. 100/minute."""
+    kid = _key_id(key_id)
+    record = _run(
+        ctx, lambda session, _: service.update_key(session=session, key_id=kid, rate_limit=rate_limit)
+    )
+    if as_json:
+        print_json(_as_dict(record))
+    else:
+        console.print(f"{record.id} limit is now {record.rate_limit}")

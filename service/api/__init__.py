@@ -1,0 +1,1 @@
+"""HTTP layer: dependencies, problem+json error mapping, health endpoints, router assembly."""

@@ -1,0 +1,98 @@
+"""Every error as RFC 9457 problem+json with a stable `code`; the one place codes meet statuses."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from service.errors import DatabaseUnavailable, GatekeyError, InvalidInput, KeyRejected, NotFound
+from service.guard import LimiterUnavailable, RateLimited
+from service.ratelimit.decision import RateLimitDecision
+
+logger = logging.getLogger("gatekey.api")
+
+PROBLEM_JSON = "application/problem+json"
+_KEY_STATUS = {"FORBIDDEN": 403, "RATE_LIMITED": 429, "RATE_LIMITER_UNAVAILABLE": 503}
+_HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}
+
+
+def problem(
+    status: int, code: str, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = {
+        "type": f"https://gatekey.dev/problems/{code.lower().replace('_', '-')}",
+        "title": code.replace("_", " ").capitalize(),
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def ratelimit_headers(decision: RateLimitDecision) -> dict[str, str]:
+    """Both header styles: the deployed `RateLimit-*` trio and the IETF draft's structured fields."""
+    reset = math.ceil(decision.reset_s)
+    headers = {
+        "RateLimit-Limit": str(decision.limit),
+        "RateLimit-Remaining": str(decision.remaining),
+        "RateLimit-Reset": str(reset),
+        "RateLimit-Policy": f'"default";q={decision.limit};w={decision.window_s}',
+        "RateLimit": f'"default";r={decision.remaining};t={reset}',
+    }
+    if not decision.allowed:
+        headers["Retry-After"] = str(max(1, math.ceil(decision.retry_after_s)))
+    return headers
+
+
+def error_response(error: GatekeyError) -> JSONResponse:
+    """Map a domain error to its response (also used by endpoints that answer without raising)."""
+    if isinstance(error, RateLimited):
+        return problem(429, error.code, error.message, ratelimit_headers(error.decision))
+    if isinstance(error, LimiterUnavailable | DatabaseUnavailable):
+        return problem(503, error.code, error.message, {"Retry-After": "1"})
+    if isinstance(error, KeyRejected):
+        status = _KEY_STATUS.get(error.code, 401)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return problem(status, error.code, error.message, headers)
+    if isinstance(error, NotFound):
+        return problem(404, error.code, error.message)
+    if isinstance(error, InvalidInput):
+        return problem(422, error.code, error.message)
+    return problem(400, error.code, error.message)
+
+
+async def _on_gatekey_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, GatekeyError)
+    return error_response(exc)
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+        parts.append(f"{where}: {error.get('msg')}" if where else str(error.get("msg")))
+    return problem(422, "VALIDATION_ERROR", "; ".join(parts) or "invalid request")
+
+
+async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
+    return problem(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled_error", extra={"path": request.url.path})
+    return problem(500, "INTERNAL_ERROR", "an unexpected error occurred")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(GatekeyError, _on_gatekey_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(HTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected)

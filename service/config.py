@@ -1,0 +1,96 @@
+"""Settings: every variable of DESIGN.md's configuration table, validated once at the edges."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.ratelimit.policy import parse_rate_limit
+
+DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/gatekey"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _check_rate_limit(value: str) -> str:
+    parse_rate_limit(value)
+    return value
+
+
+def _check_database_url(value: str) -> str:
+    if not value.startswith("postgresql+asyncpg://"):
+        raise ValueError("must start with postgresql+asyncpg://")
+    return value
+
+
+def _check_redis_url(value: str) -> str:
+    if not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("must start with redis://, rediss:// or unix://")
+    return value
+
+
+class RateLimitBackend(StrEnum):
+    REDIS = "redis"
+    MEMORY = "memory"
+
+
+class RedisErrorPolicy(StrEnum):
+    LOCAL = "local"
+    ALLOW = "allow"
+    DENY = "deny"
+
+
+class LogFormat(StrEnum):
+    CONSOLE = "console"
+    JSON = "json"
+
+
+class Settings(BaseSettings):
+    """Process configuration; constructed at start-up and passed to whatever needs it."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    database_url: Annotated[str, AfterValidator(_check_database_url)] = DEFAULT_DATABASE_URL
+    database_pool_size: int = Field(30, ge=1)
+    database_pool_max_overflow: int = Field(10, ge=0)
+    database_pool_timeout: float = Field(2.0, gt=0)
+    database_pool_recycle: int = Field(1800, ge=1)
+
+    rate_limit_backend: RateLimitBackend = RateLimitBackend.REDIS
+    redis_url: Annotated[str, AfterValidator(_check_redis_url)] = DEFAULT_REDIS_URL
+    rate_limit_default: Annotated[str, AfterValidator(_check_rate_limit)] = "1000/minute"
+    rate_limit_on_redis_error: RedisErrorPolicy = RedisErrorPolicy.LOCAL
+    redis_timeout: float = Field(0.05, gt=0, description="seconds per Redis call")
+
+    web_concurrency: int | None = Field(None, ge=1)
+
+    key_prefix: str = Field("gk", pattern=r"^[a-z][a-z0-9]{0,15}$")
+    key_pepper: SecretStr | None = None
+    key_cache_ttl: float = Field(0.5, gt=0, le=60, description="seconds a verification is reused")
+
+    usage_flush_interval: float = Field(2.0, gt=0)
+
+    log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+    log_format: LogFormat = LogFormat.CONSOLE
+
+    def is_explicit(self, field_name: str) -> bool:
+        """True when the value came from the environment or `.env` rather than the default."""
+        return field_name in self.model_fields_set
+
+
+class SettingsError(Exception):
+    """A configuration value is invalid; `str()` is one line naming the variable."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment, turning validation errors into one readable line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"]).upper()
+            problems.append(f"{name}: {error['msg']}")
+        raise SettingsError("invalid setting " + "; ".join(problems)) from None

@@ -1,0 +1,6 @@
+"""Async session pool: one SQLAlchemy engine per process on asyncpg, sessions only via `get_session()`."""
+
+from service.db.base import Base
+from service.db.engine import Database
+
+__all__ = ["Base", "Database"]

@@ -1,0 +1,59 @@
+"""The engine and `get_session()`: every session returns its connection, whatever happens inside."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from service.config import Settings
+from service.errors import DatabaseUnavailable
+
+# Connection-level failures that mean "the database is not there", as opposed to a bug in a query.
+_UNAVAILABLE = (OSError, sa_exc.InterfaceError, sa_exc.OperationalError, asyncio.TimeoutError)
+
+
+def create_engine(settings: Settings, *, application_name: str = "gatekey") -> AsyncEngine:
+    """An asyncpg engine sized by settings; `application_name` makes its connections visible."""
+    return create_async_engine(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_pool_max_overflow,
+        pool_timeout=settings.database_pool_timeout,
+        pool_recycle=settings.database_pool_recycle,
+        pool_pre_ping=True,
+        connect_args={"server_settings": {"application_name": application_name}, "timeout": 5},
+    )
+
+
+class Database:
+    """Owns the process's engine; `get_session()` is the only way to a session."""
+
+    def __init__(self, settings: Settings, *, application_name: str = "gatekey") -> None:
+        self.engine = create_engine(settings, application_name=application_name)
+        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+
+    @asynccontextmanager
+    async def get_session(self) -> AsyncIterator[AsyncSession]:
+        """A session whose connection goes back to the pool on success, error or cancellation.
+
+        Nothing commits here: write use cases commit explicitly. Pool timeouts and connection
+        failures become `DatabaseUnavailable`, which the API answers with 503 and `Retry-After`.
+        """
+        session = self._sessions()
+        try:
+            yield session
+        except sa_exc.TimeoutError as exc:
+            raise DatabaseUnavailable("no database connection became free in time") from exc
+        except _UNAVAILABLE as exc:
+            raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+        finally:
+            # Shielded: a client that disconnects mid-request cancels this task, and an
+            # interrupted close is exactly how connections leak out of a pool.
+            await asyncio.shield(session.close())
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,77 @@
+"""The check every key-taking endpoint makes: verify the key, then spend one unit of its limit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from service.errors import KeyRejected
+from service.keys.record import KeyRecord
+from service.keys.verifier import KeyVerifier
+from service.ratelimit.decision import RateLimitDecision
+from service.ratelimit.limiter import RateLimiter
+from service.ratelimit.policy import RateLimitPolicy, parse_rate_limit
+
+
+class RateLimited(KeyRejected):
+    """The key is valid but over its limit; carries the decision for the response headers."""
+
+    def __init__(self, record: KeyRecord, decision: RateLimitDecision) -> None:
+        super().__init__("RATE_LIMITED", f"rate limit of {decision.limit} exceeded")
+        self.record = record
+        self.decision = decision
+
+
+class LimiterUnavailable(KeyRejected):
+    """Redis is down and `RATE_LIMIT_ON_REDIS_ERROR=deny`."""
+
+    def __init__(self) -> None:
+        super().__init__("RATE_LIMITER_UNAVAILABLE", "the rate limiter is unavailable")
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    record: KeyRecord
+    decision: RateLimitDecision
+
+
+class Guard:
+    """Verification then limiting; each outcome is reported once through `on_result`."""
+
+    def __init__(
+        self,
+        verifier: KeyVerifier,
+        limiter: RateLimiter,
+        default_policy: RateLimitPolicy,
+        on_result: Callable[[str], None],
+    ) -> None:
+        self._verifier = verifier
+        self._limiter = limiter
+        self._default_policy = default_policy
+        self._on_result = on_result
+        self._policies: dict[str, RateLimitPolicy] = {}
+
+    def policy_for(self, record: KeyRecord) -> RateLimitPolicy:
+        if record.rate_limit is None:
+            return self._default_policy
+        policy = self._policies.get(record.rate_limit)
+        if policy is None:
+            policy = self._policies[record.rate_limit] = parse_rate_limit(record.rate_limit)
+        return policy
+
+    async def admit(self, key: str) -> Admission:
+        """Return the admission, or raise `KeyRejected` (`RateLimited` when over the limit)."""
+        try:
+            record = await self._verifier.verify(key)
+        except KeyRejected as rejection:
+            self._on_result(rejection.code)
+            raise
+        decision = await self._limiter.hit(str(record.id), self.policy_for(record))
+        if not decision.allowed:
+            if decision.is_fallback and decision.retry_after_s == 0:
+                self._on_result("RATE_LIMITER_UNAVAILABLE")
+                raise LimiterUnavailable
+            self._on_result("RATE_LIMITED")
+            raise RateLimited(record, decision)
+        self._on_result("VALID")
+        return Admission(record, decision)

@@ -1,0 +1,49 @@
+"""`ApiKeyRepository`: all SQL for `api_keys`. It flushes but never commits; use cases do."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.keys.models import ApiKey
+
+
+class ApiKeyRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, key: ApiKey) -> ApiKey:
+        self.session.add(key)
+        await self.session.flush()
+        await self.session.refresh(key)
+        return key
+
+    async def get(self, key_id: uuid.UUID, *, for_update: bool = False) -> ApiKey | None:
+        statement = select(ApiKey).where(ApiKey.id == key_id)
+        if for_update:
+            statement = statement.with_for_update()
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def get_by_hash(self, key_hash: str) -> ApiKey | None:
+        statement = select(ApiKey).where(ApiKey.key_hash == key_hash)
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def list(
+        self, *, owner: str | None, include_inactive: bool, now: datetime
+    ) -> Sequence[ApiKey]:
+        statement = select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)
+        if owner is not None:
+            statement = statement.where(ApiKey.owner == owner)
+        if not include_inactive:
+            statement = statement.where(
+                or_(ApiKey.revoked_at.is_(None), ApiKey.revoked_at > now),
+                or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now),
+            )
+        return (await self.session.execute(statement)).scalars().all()
+
+    async def flush(self) -> None:
+        await self.session.flush()

@@ -1,0 +1,168 @@
+"""Key use cases shared by the CLI and the admin API: each write commits before it returns."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.errors import InvalidInput, NotFound
+from service.keys.format import KeyFormat
+from service.keys.models import ApiKey
+from service.keys.record import KeyRecord
+from service.keys.repository import ApiKeyRepository
+from service.ratelimit.policy import parse_rate_limit
+
+_SCOPE_RE = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    """A freshly generated key: the only moment its plaintext exists."""
+
+    record: KeyRecord
+    plaintext: str
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _clean_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise InvalidInput("name must be 1 to 200 characters")
+    return name
+
+
+def _clean_owner(owner: str | None) -> str | None:
+    if owner is not None and len(owner) > 200:
+        raise InvalidInput("owner must be at most 200 characters")
+    return owner or None
+
+
+def _clean_scopes(scopes: list[str]) -> list[str]:
+    for scope in scopes:
+        if not _SCOPE_RE.match(scope):
+            raise InvalidInput(f"invalid scope {scope!r}: lower-case letters, digits and _.:-")
+    return sorted(set(scopes))
+
+
+def _clean_rate_limit(rate_limit: str | None) -> str | None:
+    return None if rate_limit is None else str(parse_rate_limit(rate_limit))
+
+
+async def _get_model(repository: ApiKeyRepository, key_id: uuid.UUID) -> ApiKey:
+    key = await repository.get(key_id, for_update=True)
+    if key is None:
+        raise NotFound(f"no key with id {key_id}")
+    return key
+
+
+async def create_key(
+    *,
+    session: AsyncSession,
+    key_format: KeyFormat,
+    name: str,
+    owner: str | None = None,
+    scopes: list[str] | None = None,
+    rate_limit: str | None = None,
+    expires_in: timedelta | None = None,
+) -> IssuedKey:
+    plaintext = key_format.generate()
+    model = ApiKey(
+        key_hash=key_format.hash(plaintext),
+        display_prefix=key_format.display_prefix(plaintext),
+        name=_clean_name(name),
+        owner=_clean_owner(owner),
+        scopes=_clean_scopes(scopes or []),
+        rate_limit=_clean_rate_limit(rate_limit),
+        expires_at=_utcnow() + expires_in if expires_in is not None else None,
+    )
+    model = await ApiKeyRepository(session).add(model)
+    record = KeyRecord.from_model(model)
+    await session.commit()
+    return IssuedKey(record=record, plaintext=plaintext)
+
+
+async def list_keys(
+    *, session: AsyncSession, owner: str | None = None, include_inactive: bool = False
+) -> list[KeyRecord]:
+    models = await ApiKeyRepository(session).list(
+        owner=owner, include_inactive=include_inactive, now=_utcnow()
+    )
+    return [KeyRecord.from_model(model) for model in models]
+
+
+async def get_key(*, session: AsyncSession, key_id: uuid.UUID) -> KeyRecord:
+    model = await ApiKeyRepository(session).get(key_id)
+    if model is None:
+        raise NotFound(f"no key with id {key_id}")
+    return KeyRecord.from_model(model)
+
+
+async def update_key(
+    *,
+    session: AsyncSession,
+    key_id: uuid.UUID,
+    name: str | None = None,
+    owner: str | None = None,
+    scopes: list[str] | None = None,
+    rate_limit: str | None = None,
+) -> KeyRecord:
+    """Change the given fields; `None` leaves a field as it is."""
+    model = await _get_model(ApiKeyRepository(session), key_id)
+    if name is not None:
+        model.name = _clean_name(name)
+    if owner is not None:
+        model.owner = _clean_owner(owner)
+    if scopes is not None:
+        model.scopes = _clean_scopes(scopes)
+    if rate_limit is not None:
+        model.rate_limit = _clean_rate_limit(rate_limit)
+    record = KeyRecord.from_model(model)
+    await session.commit()
+    return record
+
+
+async def revoke_key(*, session: AsyncSession, key_id: uuid.UUID) -> KeyRecord:
+    """Revoke now; revoking twice keeps the first time."""
+    model = await _get_model(ApiKeyRepository(session), key_id)
+    now = _utcnow()
+    if model.revoked_at is None or model.revoked_at > now:
+        model.revoked_at = now
+    record = KeyRecord.from_model(model)
+    await session.commit()
+    return record
+
+
+async def rotate_key(
+    *, session: AsyncSession, key_format: KeyFormat, key_id: uuid.UUID, grace: timedelta
+) -> IssuedKey:
+    """Issue a successor with the same metadata; the old key is revoked when the grace ends."""
+    repository = ApiKeyRepository(session)
+    old = await _get_model(repository, key_id)
+    now = _utcnow()
+    if not KeyRecord.from_model(old).is_active(now):
+        raise InvalidInput(f"key {key_id} is revoked or expired and cannot be rotated")
+    plaintext = key_format.generate()
+    new = await repository.add(
+        ApiKey(
+            key_hash=key_format.hash(plaintext),
+            display_prefix=key_format.display_prefix(plaintext),
+            name=old.name,
+            owner=old.owner,
+            scopes=list(old.scopes),
+            rate_limit=old.rate_limit,
+            expires_at=old.expires_at,
+        )
+    )
+    old.revoked_at = now + grace
+    old.replaced_by_id = new.id
+    await repository.flush()
+    record = KeyRecord.from_model(new)
+    await session.commit()
+    return IssuedKey(record=record, plaintext=plaintext)

@@ -1,0 +1,8 @@
+"""Every ORM model imported in one place, so alembic sees the whole schema."""
+
+from service.db import Base
+from service.keys.models import ApiKey
+
+metadata = Base.metadata
+
+__all__ = ["ApiKey", "metadata"]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, TypeVar
 
+import redis.asyncio as aioredis
 import typer
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,29 +16,44 @@ from cli.common import console, fail, print_json, run_async, settings_of
 from service.db import Database
 from service.durations import parse_duration
 from service.keys import service
+from service.keys.events import RedisKeyChangePublisher
 from service.keys.format import KeyFormat
 from service.keys.record import KeyRecord
 from service.keys.schemas import KeyOut
 from service.keys.service import IssuedKey
 
-app = typer.Typer(help="Create, list, show, revoke, rotate and re-limit API keys.", no_args_is_help=True)
+app = typer.Typer(
+    help="Create, list, show, revoke, rotate and re-limit API keys.", no_args_is_help=True
+)
 T = TypeVar("T")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
-def _run(ctx: typer.Context, use: Callable[[AsyncSession, KeyFormat], Awaitable[T]]) -> T:
-    """Run one use case in a session of a short-lived engine, then close it."""
+@dataclass(frozen=True, slots=True)
+class KeyTools:
+    """What a key use case needs: a session, the key format, and the change announcer."""
+
+    session: AsyncSession
+    key_format: KeyFormat
+    listener: RedisKeyChangePublisher
+
+
+def _run(ctx: typer.Context, use: Callable[[KeyTools], Awaitable[T]]) -> T:
+    """Run one use case in a session of a short-lived engine, then close everything."""
     settings = settings_of(ctx)
-    pepper = settings.key_pepper.get_secret_value().encode() if settings.key_pepper else None
-    key_format = KeyFormat(settings.key_prefix, pepper)
+    key_format = KeyFormat.from_settings(settings)
 
     async def main() -> T:
         database = Database(settings, application_name="gatekey-cli")
+        redis = aioredis.Redis.from_url(
+            settings.redis_url, socket_connect_timeout=0.5, socket_timeout=0.5
+        )
         try:
             async with database.get_session() as session:
-                return await use(session, key_format)
+                return await use(KeyTools(session, key_format, RedisKeyChangePublisher(redis)))
         finally:
+            await redis.aclose()
             await database.dispose()
 
     return run_async(main)
@@ -57,8 +74,14 @@ def _show_records(records: list[KeyRecord]) -> None:
     table = Table("id", "prefix", "name", "owner", "scopes", "limit", "expires", "revoked")
     for r in records:
         table.add_row(
-            str(r.id), r.display_prefix, r.name, r.owner or "", ",".join(r.scopes),
-            r.rate_limit or "default", str(r.expires_at or ""), str(r.revoked_at or ""),
+            str(r.id),
+            r.display_prefix,
+            r.name,
+            r.owner or "",
+            ",".join(r.scopes),
+            r.rate_limit or "default",
+            str(r.expires_at or ""),
+            str(r.revoked_at or ""),
         )
     console.print(table)
 
@@ -86,9 +109,14 @@ def create(
     scope_list = [s.strip() for s in scopes.split(",") if s.strip()]
     issued = _run(
         ctx,
-        lambda session, fmt: service.create_key(
-            session=session, key_format=fmt, name=name, owner=owner, scopes=scope_list,
-            rate_limit=rate_limit, expires_in=expires,
+        lambda tools: service.create_key(
+            session=tools.session,
+            key_format=tools.key_format,
+            name=name,
+            owner=owner,
+            scopes=scope_list,
+            rate_limit=rate_limit,
+            expires_in=expires,
         ),
     )
     _show_issued(issued, as_json)
@@ -98,14 +126,16 @@ def create(
 def list_(
     ctx: typer.Context,
     owner: Annotated[str | None, typer.Option(help="Only this owner's keys.")] = None,
-    include_inactive: Annotated[bool, typer.Option("--all", help="Add revoked and expired keys.")] = False,
+    include_inactive: Annotated[
+        bool, typer.Option("--all", help="Add revoked and expired keys.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """List active keys (`--all` adds revoked and expired ones)."""
     records = _run(
         ctx,
-        lambda session, _: service.list_keys(
-            session=session, owner=owner, include_inactive=include_inactive
+        lambda tools: service.list_keys(
+            session=tools.session, owner=owner, include_inactive=include_inactive
         ),
     )
     if as_json:
@@ -118,7 +148,7 @@ def list_(
 def show(ctx: typer.Context, key_id: str, as_json: JsonOpt = False) -> None:
     """Show one key."""
     kid = _key_id(key_id)
-    record = _run(ctx, lambda session, _: service.get_key(session=session, key_id=kid))
+    record = _run(ctx, lambda tools: service.get_key(session=tools.session, key_id=kid))
     if as_json:
         print_json(_as_dict(record))
     else:
@@ -129,7 +159,12 @@ def show(ctx: typer.Context, key_id: str, as_json: JsonOpt = False) -> None:
 def revoke(ctx: typer.Context, key_id: str, as_json: JsonOpt = False) -> None:
     """Revoke a key at once."""
     kid = _key_id(key_id)
-    record = _run(ctx, lambda session, _: service.revoke_key(session=session, key_id=kid))
+    record = _run(
+        ctx,
+        lambda tools: service.revoke_key(
+            session=tools.session, key_id=kid, listener=tools.listener
+        ),
+    )
     if as_json:
         print_json(_as_dict(record))
     else:
@@ -140,7 +175,9 @@ def revoke(ctx: typer.Context, key_id: str, as_json: JsonOpt = False) -> None:
 def rotate(
     ctx: typer.Context,
     key_id: str,
-    grace: Annotated[str, typer.Option(help="How long the old key keeps working, e.g. 24h.")] = "0s",
+    grace: Annotated[
+        str, typer.Option(help="How long the old key keeps working, e.g. 24h.")
+    ] = "0s",
     as_json: JsonOpt = False,
 ) -> None:
     """Issue a successor key; the old one works until the grace period ends."""
@@ -148,8 +185,12 @@ def rotate(
     grace_period = parse_duration(grace)
     issued = _run(
         ctx,
-        lambda session, fmt: service.rotate_key(
-            session=session, key_format=fmt, key_id=kid, grace=grace_period
+        lambda tools: service.rotate_key(
+            session=tools.session,
+            key_format=tools.key_format,
+            key_id=kid,
+            grace=grace_period,
+            listener=tools.listener,
         ),
     )
     _show_issued(issued, as_json)
@@ -160,7 +201,10 @@ def set_limit(ctx: typer.Context, key_id: str, rate_limit: str, as_json: JsonOpt
     """Set a key's rate limit, e.g. 100/minute."""
     kid = _key_id(key_id)
     record = _run(
-        ctx, lambda session, _: service.update_key(session=session, key_id=kid, rate_limit=rate_limit)
+        ctx,
+        lambda tools: service.update_key(
+            session=tools.session, key_id=kid, rate_limit=rate_limit, listener=tools.listener
+        ),
     )
     if as_json:
         print_json(_as_dict(record))

@@ -6,12 +6,11 @@ import os
 from typing import Annotated
 
 import typer
-import uvicorn
 
 from cli.common import fail, run_async, settings_of
 from service.config import RateLimitBackend
-from service.workers import WORKER_COUNT_ENV
 from service.workers.sizing import plan_workers, read_connection_budget
+from service.workers.supervisor import run_workers
 
 
 def serve(
@@ -19,7 +18,8 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
     workers: Annotated[
-        int | None, typer.Option(help="Worker processes (default WEB_CONCURRENCY, else CPUs that fit).")
+        int | None,
+        typer.Option(help="Worker processes (default WEB_CONCURRENCY, else CPUs that fit)."),
     ] = None,
 ) -> None:
     """Run the HTTP service with N supervised worker processes."""
@@ -38,14 +38,4 @@ def serve(
         per_worker=settings.database_pool_size + settings.database_pool_max_overflow,
         budget=budget,
     )
-    os.environ[WORKER_COUNT_ENV] = str(count)
-    uvicorn.run(
-        "service.workers.entry:create_worker_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=count,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        lifespan="on",
-    )
+    run_workers(settings, host=host, port=port, count=count)

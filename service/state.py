@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from service.config import Settings
 from service.db import Database
 from service.guard import Guard
+from service.keys.events import RedisKeyChangePublisher
 from service.keys.format import KeyFormat
 from service.keys.verifier import KeyVerifier
 from service.metrics import Metrics
@@ -22,3 +23,4 @@ class AppState:
     limiter: RateLimiter
     guard: Guard
     metrics: Metrics
+    key_events: RedisKeyChangePublisher | None

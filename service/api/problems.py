@@ -35,7 +35,7 @@ def problem(
 
 
 def ratelimit_headers(decision: RateLimitDecision) -> dict[str, str]:
-    """Both header styles: the deployed `RateLimit-*` trio and the IETF draft's structured fields."""
+    """Both header styles: the deployed `RateLimit-*` trio and the IETF draft's fields."""
     reset = math.ceil(decision.reset_s)
     headers = {
         "RateLimit-Limit": str(decision.limit),

@@ -1,4 +1,4 @@
-"""Async session pool: one SQLAlchemy engine per process on asyncpg, sessions only via `get_session()`."""
+"""Async session pool: one SQLAlchemy engine per process, sessions only via `get_session()`."""
 
 from service.db.base import Base
 from service.db.engine import Database

@@ -1,4 +1,4 @@
-"""Declarative base with a naming convention, so alembic autogenerate gives stable constraint names."""
+"""Declarative base with a naming convention, so alembic gives stable constraint names."""
 
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase

@@ -58,7 +58,7 @@ async def show_key(key_id: uuid.UUID, admin: AdminDep, session: SessionDep) -> K
 
 @router.patch("/{key_id}")
 async def update_key(
-    key_id: uuid.UUID, body: KeyUpdate, admin: AdminDep, session: SessionDep
+    key_id: uuid.UUID, body: KeyUpdate, admin: AdminDep, session: SessionDep, state: StateDep
 ) -> KeyOut:
     """Change name, owner, scopes or rate limit."""
     record = await service.update_key(
@@ -68,24 +68,35 @@ async def update_key(
         owner=body.owner,
         scopes=body.scopes,
         rate_limit=body.rate_limit,
+        listener=state.key_events,
     )
     return KeyOut.of(record)
 
 
 @router.delete("/{key_id}")
-async def revoke_key(key_id: uuid.UUID, admin: AdminDep, session: SessionDep) -> KeyOut:
+async def revoke_key(
+    key_id: uuid.UUID, admin: AdminDep, session: SessionDep, state: StateDep
+) -> KeyOut:
     """Revoke a key at once."""
-    return KeyOut.of(await service.revoke_key(session=session, key_id=key_id))
+    record = await service.revoke_key(session=session, key_id=key_id, listener=state.key_events)
+    return KeyOut.of(record)
 
 
 @router.post("/{key_id}/rotate", status_code=201)
 async def rotate_key(
-    key_id: uuid.UUID, admin: AdminDep, session: SessionDep, state: StateDep,
+    key_id: uuid.UUID,
+    admin: AdminDep,
+    session: SessionDep,
+    state: StateDep,
     body: KeyRotate | None = None,
 ) -> KeyIssued:
     """Issue a successor; the old key works until the grace period ends."""
     grace = parse_duration(body.grace if body else "0s")
     issued = await service.rotate_key(
-        session=session, key_format=state.key_format, key_id=key_id, grace=grace
+        session=session,
+        key_format=state.key_format,
+        key_id=key_id,
+        grace=grace,
+        listener=state.key_events,
     )
     return _issued(issued)

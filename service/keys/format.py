@@ -12,6 +12,8 @@ import secrets
 import string
 import zlib
 
+from service.config import Settings
+
 BASE62 = string.digits + string.ascii_letters
 _BASE62_SET = frozenset(BASE62)
 RANDOM_LENGTH = 32
@@ -47,7 +49,7 @@ def is_well_formed(key: str, prefix: str) -> bool:
     tail = key[len(head) :]
     if not _BASE62_SET.issuperset(tail):
         return False
-    body = key[: -CHECKSUM_LENGTH]
+    body = key[:-CHECKSUM_LENGTH]
     return hmac.compare_digest(checksum(body), key[-CHECKSUM_LENGTH:])
 
 
@@ -69,6 +71,11 @@ class KeyFormat:
     def __init__(self, prefix: str, pepper: bytes | None) -> None:
         self.prefix = prefix
         self._pepper = pepper
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> KeyFormat:
+        pepper = settings.key_pepper.get_secret_value().encode() if settings.key_pepper else None
+        return cls(settings.key_prefix, pepper)
 
     def generate(self) -> str:
         return generate_key(self.prefix)

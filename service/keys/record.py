@@ -1,4 +1,4 @@
-"""`KeyRecord`: the immutable view of a key that services return and the verification cache holds."""
+"""`KeyRecord`: the immutable view of a key that use cases return and the cache holds."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.errors import InvalidInput, NotFound
+from service.keys.events import KeyChangeListener
 from service.keys.format import KeyFormat
 from service.keys.models import ApiKey
 from service.keys.record import KeyRecord
@@ -62,6 +63,17 @@ async def _get_model(repository: ApiKeyRepository, key_id: uuid.UUID) -> ApiKey:
     return key
 
 
+async def _commit_change(
+    session: AsyncSession, model: ApiKey, listener: KeyChangeListener | None
+) -> KeyRecord:
+    """Commit a change to an existing key, then tell every worker's cache about it."""
+    record = KeyRecord.from_model(model)
+    await session.commit()
+    if listener is not None:
+        await listener.key_changed(record.id)
+    return record
+
+
 async def create_key(
     *,
     session: AsyncSession,
@@ -112,6 +124,7 @@ async def update_key(
     owner: str | None = None,
     scopes: list[str] | None = None,
     rate_limit: str | None = None,
+    listener: KeyChangeListener | None = None,
 ) -> KeyRecord:
     """Change the given fields; `None` leaves a field as it is."""
     model = await _get_model(ApiKeyRepository(session), key_id)
@@ -123,24 +136,27 @@ async def update_key(
         model.scopes = _clean_scopes(scopes)
     if rate_limit is not None:
         model.rate_limit = _clean_rate_limit(rate_limit)
-    record = KeyRecord.from_model(model)
-    await session.commit()
-    return record
+    return await _commit_change(session, model, listener)
 
 
-async def revoke_key(*, session: AsyncSession, key_id: uuid.UUID) -> KeyRecord:
+async def revoke_key(
+    *, session: AsyncSession, key_id: uuid.UUID, listener: KeyChangeListener | None = None
+) -> KeyRecord:
     """Revoke now; revoking twice keeps the first time."""
     model = await _get_model(ApiKeyRepository(session), key_id)
     now = _utcnow()
     if model.revoked_at is None or model.revoked_at > now:
         model.revoked_at = now
-    record = KeyRecord.from_model(model)
-    await session.commit()
-    return record
+    return await _commit_change(session, model, listener)
 
 
 async def rotate_key(
-    *, session: AsyncSession, key_format: KeyFormat, key_id: uuid.UUID, grace: timedelta
+    *,
+    session: AsyncSession,
+    key_format: KeyFormat,
+    key_id: uuid.UUID,
+    grace: timedelta,
+    listener: KeyChangeListener | None = None,
 ) -> IssuedKey:
     """Issue a successor with the same metadata; the old key is revoked when the grace ends."""
     repository = ApiKeyRepository(session)
@@ -163,6 +179,5 @@ async def rotate_key(
     old.revoked_at = now + grace
     old.replaced_by_id = new.id
     await repository.flush()
-    record = KeyRecord.from_model(new)
-    await session.commit()
-    return IssuedKey(record=record, plaintext=plaintext)
+    await _commit_change(session, old, listener)
+    return IssuedKey(record=KeyRecord.from_model(new), plaintext=plaintext)

@@ -23,19 +23,26 @@ class Metrics:
             registry=registry,
         )
         self.db_pool_size = Gauge(
-            "gatekey_db_pool_size", "Configured pool size", multiprocess_mode="livesum",
+            "gatekey_db_pool_size",
+            "Configured pool size",
+            multiprocess_mode="livesum",
             registry=registry,
         )
         self.db_pool_checked_out = Gauge(
-            "gatekey_db_pool_checked_out", "Connections checked out of the pool",
-            multiprocess_mode="livesum", registry=registry,
+            "gatekey_db_pool_checked_out",
+            "Connections checked out of the pool",
+            multiprocess_mode="livesum",
+            registry=registry,
         )
         self.db_pool_overflow = Gauge(
-            "gatekey_db_pool_overflow", "Overflow connections in use",
-            multiprocess_mode="livesum", registry=registry,
+            "gatekey_db_pool_overflow",
+            "Overflow connections in use",
+            multiprocess_mode="livesum",
+            registry=registry,
         )
         self.db_pool_wait = Histogram(
-            "gatekey_db_pool_wait_seconds", "Time spent waiting for a pooled connection",
+            "gatekey_db_pool_wait_seconds",
+            "Time spent waiting for a pooled connection",
             registry=registry,
         )
         self.db_pool_timeouts = Counter(
@@ -51,17 +58,25 @@ class Metrics:
             "gatekey_ratelimit_decisions", "Rate-limit decisions", ["decision"], registry=registry
         )
         self.worker_resident_memory = Gauge(
-            "gatekey_worker_resident_memory_bytes", "Worker resident memory",
-            ["pid"], multiprocess_mode="liveall", registry=registry,
+            "gatekey_worker_resident_memory_bytes",
+            "Worker resident memory",
+            ["pid"],
+            multiprocess_mode="liveall",
+            registry=registry,
         )
         self.worker_cpu_seconds = Gauge(
-            "gatekey_worker_cpu_seconds_total", "Worker CPU time (user + system)",
-            ["pid"], multiprocess_mode="liveall", registry=registry,
+            "gatekey_worker_cpu_seconds_total",
+            "Worker CPU time (user + system)",
+            ["pid"],
+            multiprocess_mode="liveall",
+            registry=registry,
         )
         self.usage_flushes = Counter(
             "gatekey_usage_flush", "Usage flushes to PostgreSQL", ["result"], registry=registry
         )
         self.usage_pending = Gauge(
-            "gatekey_usage_pending", "Keys with usage not yet flushed",
-            multiprocess_mode="mostrecent", registry=registry,
+            "gatekey_usage_pending",
+            "Keys with usage not yet flushed",
+            multiprocess_mode="mostrecent",
+            registry=registry,
         )

@@ -22,7 +22,7 @@ class ConnectionBudget:
 
 
 async def read_connection_budget(settings: Settings) -> ConnectionBudget:
-    """`max_connections` less the slots reserved for superusers (and, on 16+, `reserved_connections`)."""
+    """`max_connections` less superuser slots (and, on PostgreSQL 16+, `reserved_connections`)."""
     engine = create_async_engine(
         settings.database_url,
         connect_args={"server_settings": {"application_name": "gatekey-sizing"}},
@@ -35,10 +35,12 @@ async def read_connection_budget(settings: Settings) -> ConnectionBudget:
                     "('max_connections', 'superuser_reserved_connections', 'reserved_connections')"
                 )
             )
-            values = {name: value for name, value in rows.tuples()}
+            values = dict(rows.tuples().all())
     finally:
         await engine.dispose()
-    reserved = values.get("superuser_reserved_connections", 0) + values.get("reserved_connections", 0)
+    reserved = values.get("superuser_reserved_connections", 0) + values.get(
+        "reserved_connections", 0
+    )
     return ConnectionBudget(values["max_connections"], reserved)
 
 

@@ -1,0 +1,55 @@
+"""Key-change announcements over Redis pub/sub: every worker's cache forgets a changed key at once.
+
+The cache TTL stays the backstop: a lost message (Redis down, subscriber reconnecting) delays a
+revoke by at most `KEY_CACHE_TTL`, never indefinitely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Protocol
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+logger = logging.getLogger("gatekey.keys.events")
+
+CHANNEL = "gatekey:keys:changed"
+
+
+class KeyChangeListener(Protocol):
+    async def key_changed(self, key_id: uuid.UUID) -> None: ...
+
+
+class RedisKeyChangePublisher:
+    """Announces a change; a failure is logged, not raised: the write itself already committed."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+
+    async def key_changed(self, key_id: uuid.UUID) -> None:
+        try:
+            async with asyncio.timeout(0.5):
+                await self._redis.publish(CHANNEL, str(key_id))
+        except (RedisError, OSError, TimeoutError):
+            logger.warning("key_change_not_announced", extra={"key_id": str(key_id)})
+
+
+async def listen_for_key_changes(
+    redis: aioredis.Redis, on_change: Callable[[str], None], *, retry_delay: float = 1.0
+) -> None:
+    """Call `on_change(key_id)` per announcement until cancelled; resubscribe after errors."""
+    while True:
+        try:
+            async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                await pubsub.subscribe(CHANNEL)
+                # Anything announced while we were not subscribed is unknown: forget it all.
+                on_change("*")
+                async for message in pubsub.listen():
+                    data = message.get("data")
+                    on_change(data.decode() if isinstance(data, bytes) else str(data))
+        except (RedisError, OSError, TimeoutError):
+            await asyncio.sleep(retry_delay)

@@ -1,0 +1,2 @@
+"""The built-in self-test: DESIGN.md's integration checklist run against a deployment, ending in a
+Go/No-Go verdict. It talks to the deployment from outside (HTTP, the CLI, SQL, Redis)."""

@@ -1,0 +1,52 @@
+"""The likely fix each failing check names: the checklist's "Common Issues & Quick Fixes"."""
+
+from __future__ import annotations
+
+POOL_SIZE = (
+    "connection pool exhausted: raise DATABASE_POOL_SIZE / DATABASE_POOL_MAX_OVERFLOW "
+    "(defaults 30 / 10) so each worker's pool covers its concurrent requests"
+)
+SESSION_CONTEXT = (
+    "connections are not returned: open sessions only inside `async with get_session() as "
+    "session:` and never keep a session beyond that block"
+)
+REDIS_BACKEND = (
+    "rate limit not exact across processes: set RATE_LIMIT_BACKEND=redis with one REDIS_URL "
+    "shared by every worker and host"
+)
+WORKER_BUDGET = (
+    "lower the worker count or DATABASE_POOL_SIZE + DATABASE_POOL_MAX_OVERFLOW so that "
+    "workers × (pool + overflow) fits max_connections − reserved connections"
+)
+KEY_CACHE = (
+    "revocation is not seen by every worker in time: keep KEY_CACHE_TTL under 1 s so each "
+    "worker's verification cache expires"
+)
+MEMORY_LEAK = (
+    "a worker's memory grows with every request: look for per-request objects kept in module "
+    "globals, unbounded caches or sessions held beyond their request"
+)
+METRICS_MULTIPROCESS = (
+    "metrics are not exact across workers: run through `gatekey serve` (Prometheus multiprocess "
+    "mode) and do not count /metrics scrapes"
+)
+MIGRATIONS = (
+    "run `gatekey db upgrade`; a failing chain needs its migration's upgrade/downgrade fixed"
+)
+SETTINGS = "fix the named environment variable (or .env entry)"
+PIP_CHECK = "pip install -r requirements.txt to restore consistent package versions"
+POSTGRES = "start PostgreSQL or correct DATABASE_URL"
+REDIS = "start Redis or correct REDIS_URL"
+TESTS = (
+    "run from a checkout with the dev requirements installed (pip install -r requirements-dev.txt)"
+)
+ERRORS = "read the server log for the failing requests; the error rate must stay under 0.1 %"
+LATENCY = "profile the slowest endpoint and compare the deployment's settings with the baseline's"
+KEY_VALIDATION = (
+    "a CLI-created key must verify on the HTTP API: check that the CLI and the server share "
+    "DATABASE_URL and KEY_PEPPER"
+)
+LIMIT_RESPONSES = "every limited response needs RateLimit-* headers and a 429 with Retry-After"
+HEALTH = "readiness names the dependency that failed: start it or correct its URL"
+WORKERS = "run the server through `gatekey serve --workers N`, which reports each worker's pid"
+METRICS_MISSING = "expose every metric named in DESIGN.md from the service's registry"

@@ -1,0 +1,96 @@
+"""Looking at a deployment while it works: metrics and database connections, sampled over time."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from service.selftest.prom import Scrape
+
+REQUESTS = "gatekey_http_requests_total"
+RSS = "gatekey_worker_resident_memory_bytes"
+CPU = "gatekey_worker_cpu_seconds_total"
+POOL_CHECKED_OUT = "gatekey_db_pool_checked_out"
+POOL_WAITS = "gatekey_db_pool_wait_seconds_count"
+POOL_TIMEOUTS = "gatekey_db_pool_timeouts_total"
+
+SAMPLE_INTERVAL_S = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class DbActivity:
+    """The service's connections in `pg_stat_activity` (application_name `gatekey`)."""
+
+    connections: int
+    idle_in_transaction: int
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One look at the deployment, `t_s` seconds into the self-test."""
+
+    t_s: float
+    requests: float
+    rss_bytes: dict[str, float]
+    cpu_seconds: dict[str, float]
+    pool_checked_out: float
+    pool_waits: float
+    pool_timeouts: float
+    responses_503: float
+    db: DbActivity
+
+
+def sample_from(scrape: Scrape, *, t_s: float, db: DbActivity) -> Sample:
+    return Sample(
+        t_s=t_s,
+        requests=scrape.total(REQUESTS),
+        rss_bytes=scrape.by_label(RSS, "pid"),
+        cpu_seconds=scrape.by_label(CPU, "pid"),
+        pool_checked_out=scrape.total(POOL_CHECKED_OUT),
+        pool_waits=scrape.total(POOL_WAITS),
+        pool_timeouts=scrape.total(POOL_TIMEOUTS),
+        responses_503=scrape.total(REQUESTS, status="503"),
+        db=db,
+    )
+
+
+class Sampler:
+    """Takes a `Sample` every `SAMPLE_INTERVAL_S` while a load step runs."""
+
+    def __init__(
+        self,
+        scrape: Callable[[], Awaitable[Scrape]],
+        activity: Callable[[], Awaitable[DbActivity]],
+        *,
+        started_at: float,
+    ) -> None:
+        self._scrape = scrape
+        self._activity = activity
+        self._started_at = started_at
+
+    async def sample(self) -> Sample:
+        scrape, db = await asyncio.gather(self._scrape(), self._activity())
+        return sample_from(scrape, t_s=time.monotonic() - self._started_at, db=db)
+
+    async def sample_until(self, done: asyncio.Event) -> list[Sample]:
+        samples = []
+        while not done.is_set():
+            samples.append(await self.sample())
+            try:
+                await asyncio.wait_for(done.wait(), SAMPLE_INTERVAL_S)
+            except TimeoutError:
+                continue
+        return samples
+
+    async def settle(self, timeout_s: float) -> Sample:
+        """The first sample with no checked-out connection and no idle transaction, or the last
+        one taken when `timeout_s` passes (in-flight requests and usage flushes get time to end)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            sample = await self.sample()
+            quiet = sample.pool_checked_out == 0 and sample.db.idle_in_transaction == 0
+            if quiet or time.monotonic() >= deadline:
+                return sample
+            await asyncio.sleep(SAMPLE_INTERVAL_S)

@@ -1,0 +1,52 @@
+"""The supervised worker processes: uvicorn's own supervisor, plus metric clean-up for dead workers.
+
+uvicorn's supervisor already replaces a dead worker, health-checks the living and turns SIGTERM
+into a graceful stop of every worker (stop accepting, finish in-flight requests, run the lifespan
+shutdown). It lacks only a hook on worker death, which prometheus-client's multiprocess mode
+needs to drop the dead pid's live gauges; the subclass adds exactly that.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import uvicorn
+from uvicorn.supervisors import Multiprocess
+
+from service.config import Settings
+from service.metrics.multiprocess import mark_worker_dead, prepare_multiprocess_dir
+from service.workers import WORKER_COUNT_ENV
+
+GRACEFUL_SHUTDOWN_S = 30
+
+
+class WorkerSupervisor(Multiprocess):
+    def keep_subprocess_alive(self) -> None:
+        before = {process.pid for process in self.processes}
+        super().keep_subprocess_alive()
+        for pid in before - {process.pid for process in self.processes}:
+            if pid is not None:
+                mark_worker_dead(pid)
+
+
+def run_workers(settings: Settings, *, host: str, port: int, count: int) -> None:
+    """Bind once, start `count` workers that share the socket, supervise until SIGINT/SIGTERM."""
+    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(
+        prefix="gatekey-metrics-"
+    )
+    prepare_multiprocess_dir(metrics_dir)
+    os.environ[WORKER_COUNT_ENV] = str(count)
+    config = uvicorn.Config(
+        "service.workers.entry:create_worker_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=count,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        backlog=4096,
+    )
+    WorkerSupervisor(config, sockets=[config.bind_socket()]).run()

@@ -1,0 +1,99 @@
+"""Integration fixtures: a fresh database migrated through alembic, real Redis, real processes.
+
+The development database is never touched: each run creates `gatekey_test_<random>` next to it
+and drops it at the end. PostgreSQL or Redis not answering stops the run with a clear message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis.asyncio as aioredis
+from sqlalchemy import make_url, text
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+from service.config import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, Settings
+from service.db import Database, migrations
+
+
+def _base_urls() -> tuple[str, str]:
+    return (
+        os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL),
+        os.environ.get("REDIS_URL", DEFAULT_REDIS_URL),
+    )
+
+
+async def _admin_execute(database_url: str, *statements: str) -> None:
+    engine = create_async_engine(
+        make_url(database_url).set(database="postgres"), isolation_level="AUTOCOMMIT"
+    )
+    try:
+        async with engine.connect() as connection:
+            for statement in statements:
+                await connection.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
+async def _require_services(database_url: str, redis_url: str) -> None:
+    try:
+        await _admin_execute(database_url, "SELECT 1")
+    except Exception as exc:
+        pytest.exit(f"PostgreSQL does not answer at {database_url}: {exc}", returncode=3)
+    client = aioredis.Redis.from_url(redis_url, socket_timeout=2)
+    try:
+        await client.ping()
+    except Exception as exc:
+        pytest.exit(f"Redis does not answer at {redis_url}: {exc}", returncode=3)
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def settings() -> Iterator[Settings]:
+    """Settings on a new database migrated to head through alembic; dropped after the run."""
+    base_url, redis_url = _base_urls()
+    asyncio.run(_require_services(base_url, redis_url))
+    name = f"gatekey_test_{uuid.uuid4().hex[:8]}"
+    test_settings = Settings(
+        database_url=make_url(base_url).set(database=name).render_as_string(hide_password=False),
+        redis_url=redis_url,
+        database_pool_size=10,
+        database_pool_max_overflow=5,
+    )
+    migrations.upgrade(test_settings)
+    yield test_settings
+    asyncio.run(_admin_execute(base_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+async def database(settings: Settings) -> AsyncIterator[Database]:
+    db = Database(settings, application_name="gatekey-tests")
+    yield db
+    await db.dispose()
+
+
+@pytest.fixture
+async def session(database: Database) -> AsyncIterator[AsyncSession]:
+    """A session inside a transaction that is rolled back after the test, commits included."""
+    async with database.engine.connect() as connection:
+        transaction = await connection.begin()
+        test_session = AsyncSession(
+            bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+        )
+        try:
+            yield test_session
+        finally:
+            await test_session.close()
+            await transaction.rollback()
+
+
+@pytest.fixture
+async def redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(settings.redis_url)
+    yield client
+    await client.aclose()

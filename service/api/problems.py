@@ -25,7 +25,7 @@ def problem(
     status: int, code: str, detail: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     body = {
-        "type": f"https://gatekey.dev/problems/{code.lower().replace('_', '-')}",
+        "type": f"urn:gatekey:problem:{code.lower().replace('_', '-')}",
         "title": code.replace("_", " ").capitalize(),
         "status": status,
         "detail": detail,

@@ -16,15 +16,23 @@ from sqlalchemy.ext.asyncio import (
 
 from service.config import Settings
 from service.errors import DatabaseUnavailable
+from service.metrics.pool import InstrumentedAsyncQueuePool, instrument_engine
+from service.metrics.registry import Metrics
 
 # Connection-level failures that mean "the database is not there", as opposed to a bug in a query.
 _UNAVAILABLE = (OSError, sa_exc.InterfaceError, sa_exc.OperationalError, asyncio.TimeoutError)
 
 
-def create_engine(settings: Settings, *, application_name: str = "gatekey") -> AsyncEngine:
-    """An asyncpg engine sized by settings; `application_name` makes its connections visible."""
-    return create_async_engine(
+def create_engine(
+    settings: Settings, *, application_name: str = "gatekey", metrics: Metrics | None = None
+) -> AsyncEngine:
+    """An asyncpg engine sized by settings; `application_name` makes its connections visible.
+
+    With `metrics`, the pool reports size, checked-out, overflow, waits and timeouts to them.
+    """
+    engine = create_async_engine(
         settings.database_url,
+        poolclass=InstrumentedAsyncQueuePool,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_pool_max_overflow,
         pool_timeout=settings.database_pool_timeout,
@@ -32,13 +40,22 @@ def create_engine(settings: Settings, *, application_name: str = "gatekey") -> A
         pool_pre_ping=True,
         connect_args={"server_settings": {"application_name": application_name}, "timeout": 5},
     )
+    if metrics is not None:
+        instrument_engine(engine, metrics)
+    return engine
 
 
 class Database:
     """Owns the process's engine; `get_session()` is the only way to a session."""
 
-    def __init__(self, settings: Settings, *, application_name: str = "gatekey") -> None:
-        self.engine = create_engine(settings, application_name=application_name)
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        application_name: str = "gatekey",
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.engine = create_engine(settings, application_name=application_name, metrics=metrics)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
 
     @asynccontextmanager

@@ -1,5 +1,21 @@
 """Metrics endpoint: Prometheus metrics that stay exact across worker processes."""
 
-from service.metrics.registry import Metrics
+from service.metrics.exposition import metrics_endpoint, render_metrics
+from service.metrics.middleware import RequestMetricsMiddleware
+from service.metrics.multiprocess import mark_worker_dead, prepare_multiprocess_dir
+from service.metrics.pool import InstrumentedAsyncQueuePool, instrument_engine
+from service.metrics.registry import Metrics, create_metrics
+from service.metrics.resources import run_resource_sampler
 
-__all__ = ["Metrics"]
+__all__ = [
+    "InstrumentedAsyncQueuePool",
+    "Metrics",
+    "RequestMetricsMiddleware",
+    "create_metrics",
+    "instrument_engine",
+    "mark_worker_dead",
+    "metrics_endpoint",
+    "prepare_multiprocess_dir",
+    "render_metrics",
+    "run_resource_sampler",
+]

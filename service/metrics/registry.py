@@ -1,18 +1,52 @@
-"""The metric objects, created per app (no import-time registration) with DESIGN.md's names."""
+"""The metric objects with DESIGN.md's names, created per app and never at import time."""
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from service.metrics.multiprocess import multiprocess_dir
+
+# Label values known in advance are created at start, so every series exists (at 0) from the
+# first scrape and `rate()` sees the first increment instead of a series appearing from nowhere.
+VERIFICATION_RESULTS = (
+    "VALID",
+    "MALFORMED",
+    "NOT_FOUND",
+    "REVOKED",
+    "EXPIRED",
+    "RATE_LIMITED",
+    "FORBIDDEN",
+    "RATE_LIMITER_UNAVAILABLE",
+)
+CACHE_OUTCOMES = ("hit", "miss")
+RATELIMIT_DECISIONS = ("allowed", "limited", "fallback")
+USAGE_FLUSH_RESULTS = ("ok", "error")
+
+# Sub-millisecond answers are the norm for a cached key check, so the low end is finer than
+# prometheus-client's default buckets.
+HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# A pooled connection is handed over in microseconds; the top buckets bracket DATABASE_POOL_TIMEOUT.
+POOL_WAIT_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0)
 
 
 class Metrics:
-    """Every gatekey metric; pass `registry=None` in multiprocess mode (files are collected)."""
+    """Every gatekey metric.
+
+    `registry` is where the metric objects register: a fresh `CollectorRegistry` per app in
+    single-process mode, `None` in multiprocess mode, where values live in files under
+    PROMETHEUS_MULTIPROC_DIR and `scrape_registry` merges every worker's files. Use
+    `create_metrics()` rather than calling this directly in multiprocess mode.
+    """
 
     def __init__(self, registry: CollectorRegistry | None) -> None:
         self.registry = registry
+        self.scrape_registry = registry if registry is not None else _merging_registry()
         self.http_requests = Counter(
             "gatekey_http_requests",
-            "HTTP requests served, by route template",
+            "HTTP requests served, by route template (scrapes of /metrics excluded)",
             ["method", "route", "status"],
             registry=registry,
         )
@@ -20,43 +54,41 @@ class Metrics:
             "gatekey_http_request_duration_seconds",
             "HTTP request latency, by route template",
             ["method", "route"],
+            buckets=HTTP_BUCKETS,
             registry=registry,
         )
-        self.db_pool_size = Gauge(
-            "gatekey_db_pool_size",
-            "Configured pool size",
-            multiprocess_mode="livesum",
-            registry=registry,
+        self.db_pool_size = self._live_sum("gatekey_db_pool_size", "Configured pool size")
+        self.db_pool_checked_out = self._live_sum(
+            "gatekey_db_pool_checked_out", "Connections checked out of the pool"
         )
-        self.db_pool_checked_out = Gauge(
-            "gatekey_db_pool_checked_out",
-            "Connections checked out of the pool",
-            multiprocess_mode="livesum",
-            registry=registry,
-        )
-        self.db_pool_overflow = Gauge(
-            "gatekey_db_pool_overflow",
-            "Overflow connections in use",
-            multiprocess_mode="livesum",
-            registry=registry,
+        self.db_pool_overflow = self._live_sum(
+            "gatekey_db_pool_overflow", "Connections open beyond the pool size"
         )
         self.db_pool_wait = Histogram(
             "gatekey_db_pool_wait_seconds",
-            "Time spent waiting for a pooled connection",
+            "Time to obtain a pooled connection (including opening one)",
+            buckets=POOL_WAIT_BUCKETS,
             registry=registry,
         )
         self.db_pool_timeouts = Counter(
             "gatekey_db_pool_timeouts", "Pool checkouts that timed out", registry=registry
         )
-        self.key_verifications = Counter(
-            "gatekey_key_verifications", "Key verification results", ["result"], registry=registry
+        self.key_verifications = self._counter(
+            "gatekey_key_verifications", "Key check results", "result", VERIFICATION_RESULTS
         )
-        self.key_cache_requests = Counter(
-            "gatekey_key_cache_requests", "Key cache lookups", ["outcome"], registry=registry
+        self.key_cache_requests = self._counter(
+            "gatekey_key_cache_requests", "Key cache lookups", "outcome", CACHE_OUTCOMES
         )
-        self.ratelimit_decisions = Counter(
-            "gatekey_ratelimit_decisions", "Rate-limit decisions", ["decision"], registry=registry
+        self.ratelimit_decisions = self._counter(
+            "gatekey_ratelimit_decisions", "Rate-limit decisions", "decision", RATELIMIT_DECISIONS
         )
+        self.usage_flushes = self._counter(
+            "gatekey_usage_flush", "Usage flushes to PostgreSQL", "result", USAGE_FLUSH_RESULTS
+        )
+        self.usage_pending = self._live_sum(
+            "gatekey_usage_pending", "Usage counts held in memory, not yet flushed"
+        )
+        # `liveall`: one series per living worker; a dead worker's series goes with its files.
         self.worker_resident_memory = Gauge(
             "gatekey_worker_resident_memory_bytes",
             "Worker resident memory",
@@ -66,17 +98,44 @@ class Metrics:
         )
         self.worker_cpu_seconds = Gauge(
             "gatekey_worker_cpu_seconds_total",
-            "Worker CPU time (user + system)",
+            "Worker CPU time, user plus system",
             ["pid"],
             multiprocess_mode="liveall",
             registry=registry,
         )
-        self.usage_flushes = Counter(
-            "gatekey_usage_flush", "Usage flushes to PostgreSQL", ["result"], registry=registry
-        )
-        self.usage_pending = Gauge(
-            "gatekey_usage_pending",
-            "Keys with usage not yet flushed",
-            multiprocess_mode="mostrecent",
-            registry=registry,
-        )
+
+    def _live_sum(self, name: str, documentation: str) -> Gauge:
+        """A per-worker gauge whose scrape is the sum over living workers."""
+        return Gauge(name, documentation, multiprocess_mode="livesum", registry=self.registry)
+
+    def _counter(
+        self, name: str, documentation: str, label: str, known_values: tuple[str, ...]
+    ) -> Counter:
+        counter = Counter(name, documentation, [label], registry=self.registry)
+        for value in known_values:
+            counter.labels(value)
+        return counter
+
+
+def _merging_registry() -> CollectorRegistry:
+    """A registry whose only collector merges every worker's files, dead workers' counters too."""
+    registry = CollectorRegistry(auto_describe=False)
+    MultiProcessCollector(registry, path=multiprocess_dir())  # type: ignore[no-untyped-call]
+    return registry
+
+
+# Multiprocess mode keeps one Metrics per process: two metric objects with the same name and
+# labels would share one slot of the process's file, each caching its own value, and overwrite
+# each other's increments.
+_process_metrics: dict[int, Metrics] = {}
+
+
+def create_metrics() -> Metrics:
+    """The metrics for a new app: file-backed and shared within the process when
+    PROMETHEUS_MULTIPROC_DIR is set, otherwise fresh with the app's own registry."""
+    if multiprocess_dir() is None:
+        return Metrics(CollectorRegistry())
+    pid = os.getpid()
+    if pid not in _process_metrics:
+        _process_metrics[pid] = Metrics(None)
+    return _process_metrics[pid]

@@ -60,12 +60,31 @@ def _number(text: str) -> float:
 
 def locust_command(*, url: str, users: int, duration_s: float, csv_prefix: Path) -> list[str]:
     return [
-        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
-        "--host", url, "--users", str(users), "--spawn-rate", str(users),
-        "--run-time", f"{max(1, round(duration_s))}s", "--stop-timeout", "2",
-        "--csv", str(csv_prefix), "--only-summary", "--reset-stats", "--loglevel", "ERROR",
-        "--exit-code-on-error", "0",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "--host",
+        url,
+        "--users",
+        str(users),
+        "--spawn-rate",
+        str(users),
+        "--run-time",
+        f"{max(1, round(duration_s))}s",
+        "--stop-timeout",
+        "2",
+        "--csv",
+        str(csv_prefix),
+        "--only-summary",
+        "--reset-stats",
+        "--loglevel",
+        "ERROR",
+        "--exit-code-on-error",
+        "0",
+    ]
 
 
 async def run_locust(

@@ -20,7 +20,7 @@ class Phase(StrEnum):
 
 
 class Outcome(StrEnum):
-    PASS = "pass"
+    PASS = "pass"  # noqa: S105 (a result, not a password)
     WARN = "warn"
     FAIL = "fail"
 
@@ -32,6 +32,12 @@ class Verdict(StrEnum):
 
 class SelftestAborted(Exception):
     """The self-test could not run at all (exit 2); `str()` is one line saying why."""
+
+
+def one_line(exc: BaseException) -> str:
+    """The driver's own message (SQLAlchemy wraps it in several lines), first line only."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return f"{type(exc).__name__}: {(text.splitlines() or [''])[0]}"[:200]
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,8 @@ from service.metrics.multiprocess import mark_worker_dead, prepare_multiprocess_
 from service.workers import WORKER_COUNT_ENV
 
 GRACEFUL_SHUTDOWN_S = 30
+# uvicorn's default of 5 s kills workers that are merely slow to import on a loaded 2-core host.
+HEALTHCHECK_TIMEOUT_S = 30
 
 
 class WorkerSupervisor(Multiprocess):
@@ -47,6 +49,7 @@ def run_workers(settings: Settings, *, host: str, port: int, count: int) -> None
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        timeout_worker_healthcheck=HEALTHCHECK_TIMEOUT_S,
         backlog=4096,
     )
     WorkerSupervisor(config, sockets=[config.bind_socket()]).run()

@@ -1,0 +1,40 @@
+"""Redis key names shared by the limiter script (writer) and the usage flusher (reader).
+
+Per-key names carry the key id as a hash tag (`gk:{<key_id>}:...`), so a hit's keys sit in one
+Redis Cluster slot; the flusher's global keys share the `{usage}` tag, so RENAME works there too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_NAMESPACE = "gk"
+
+
+@dataclass(frozen=True, slots=True)
+class RedisKeyspace:
+    """Key names under `namespace` (tests use a random one to stay apart)."""
+
+    namespace: str = DEFAULT_NAMESPACE
+
+    def tat(self, key_id: str) -> str:
+        """String: the key's GCRA theoretical arrival time in microseconds of Redis time."""
+        return f"{self.namespace}:{{{key_id}}}:tat"
+
+    def usage(self, key_id: str) -> str:
+        """Hash: minute epoch (seconds) -> admitted requests in that minute, cumulative."""
+        return f"{self.namespace}:{{{key_id}}}:usage"
+
+    @property
+    def dirty(self) -> str:
+        """Set of key ids whose usage changed since the flusher last claimed the set."""
+        return f"{self.namespace}:{{usage}}:dirty"
+
+    @property
+    def processing(self) -> str:
+        """The dirty set as claimed by a flusher; left behind if that flusher died mid-way."""
+        return f"{self.namespace}:{{usage}}:processing"
+
+    @property
+    def flush_lock(self) -> str:
+        return f"{self.namespace}:{{usage}}:lock"

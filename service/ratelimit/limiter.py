@@ -1,0 +1,75 @@
+"""The limiter interface the app codes against, and the factories that build it from settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from service.config import RateLimitBackend, Settings
+from service.ratelimit.breaker import CircuitBreaker
+from service.ratelimit.decision import RateLimitDecision
+from service.ratelimit.fallback import make_fallback
+from service.ratelimit.keyspace import RedisKeyspace
+from service.ratelimit.memory import MemoryRateLimiter
+from service.ratelimit.policy import RateLimitPolicy
+from service.ratelimit.redis_limiter import RedisRateLimiter
+
+# How long an open breaker answers without Redis before one call probes it again.
+BREAKER_COOLDOWN_S = 0.5
+# Shared by the usage flusher and health checks; the limiter keeps its own two connections.
+REDIS_POOL_SIZE = 8
+
+
+class RateLimiter(Protocol):
+    async def hit(self, key_id: str, policy: RateLimitPolicy) -> RateLimitDecision:
+        """Count one request of `key_id` against `policy` and say whether it is admitted."""
+        ...
+
+    def health(self) -> str:
+        """`ok`, or `degraded` while decisions are made without Redis."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+def create_limiter(
+    settings: Settings,
+    *,
+    redis: Redis | None,
+    worker_count: int,
+    on_decision: Callable[[str], None] | None = None,
+    keyspace: RedisKeyspace | None = None,
+) -> RateLimiter:
+    """The limiter `RATE_LIMIT_BACKEND` names; `on_decision` gets allowed|limited|fallback."""
+    if settings.rate_limit_backend is RateLimitBackend.MEMORY:
+        return MemoryRateLimiter(on_decision=on_decision)
+    if redis is None:
+        raise ValueError("RATE_LIMIT_BACKEND=redis needs a Redis client")
+    breaker = CircuitBreaker(cooldown_s=BREAKER_COOLDOWN_S)
+    return RedisRateLimiter(
+        redis,
+        timeout=settings.redis_timeout,
+        breaker=breaker,
+        fallback=make_fallback(
+            settings.rate_limit_on_redis_error, worker_count=worker_count, breaker=breaker
+        ),
+        on_decision=on_decision,
+        keyspace=keyspace,
+    )
+
+
+def create_redis(settings: Settings) -> Redis:
+    """A client on a blocking pool with short timeouts and no retries: fail fast, never hang."""
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=REDIS_POOL_SIZE,
+        timeout=settings.redis_timeout,
+        socket_timeout=settings.redis_timeout,
+        socket_connect_timeout=settings.redis_timeout,
+        retry=Retry(NoBackoff(), 0),
+    )
+    return Redis.from_pool(pool)

@@ -1,0 +1,71 @@
+"""The `--html` report: one self-contained page with the check table and two inline SVG charts."""
+
+from __future__ import annotations
+
+from html import escape
+from pathlib import Path
+
+from service.selftest.model import MemorySample, Report, Verdict
+from service.selftest.report_table import figures_text
+from service.selftest.svg import Series, line_chart
+
+_STYLE = """
+body{font-family:sans-serif;margin:24px;color:#222}
+.verdict{font-size:28px;font-weight:bold}.GO{color:#1a7f37}.NO-GO{color:#c62828}
+.layout{display:flex;flex-wrap:wrap;gap:24px;align-items:flex-start}
+table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:4px 6px;
+vertical-align:top;text-align:left}.pass{color:#1a7f37}.warn{color:#b26a00}
+.fail{color:#c62828;font-weight:bold}
+"""
+
+
+def latency_chart(report: Report) -> str:
+    steps = sorted(report.load, key=lambda step: step.users)
+    series = [
+        Series(name, [(step.users, getattr(step, f"{name}_ms")) for step in steps])
+        for name in ("p50", "p95", "p99")
+    ]
+    return line_chart("Latency versus users", "concurrent users", "ms", series)
+
+
+def memory_chart(samples: list[MemorySample]) -> str:
+    by_pid: dict[str, list[tuple[float, float]]] = {}
+    for sample in samples:
+        by_pid.setdefault(sample.pid, []).append((sample.t_s, sample.rss_mb))
+    series = [Series(f"pid {pid}", points) for pid, points in sorted(by_pid.items())]
+    return line_chart("Resident memory per worker", "seconds into the run", "MB", series)
+
+
+def _check_rows(report: Report) -> str:
+    rows = []
+    for check in report.checks:
+        fix = f"<br><b>fix:</b> {escape(check.fix)}" if check.fix else ""
+        rows.append(
+            f"<tr><td>{check.phase.value}</td><td>{escape(check.name)}</td>"
+            f'<td class="{check.result.value}">{check.result.value}</td>'
+            f"<td>{escape(figures_text(check.figures))}</td>"
+            f"<td>{escape(check.criterion)}{fix}</td></tr>"
+        )
+    return "\n".join(rows)
+
+
+def render_html(report: Report) -> str:
+    verdict_class = "GO" if report.verdict is Verdict.GO else "NO-GO"
+    charts = (latency_chart(report) if report.load else "") + (
+        memory_chart(report.memory) if report.memory else ""
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>gatekey selftest: {report.verdict.value}</title>
+<style>{_STYLE}</style></head><body>
+<div class="verdict {verdict_class}">{report.verdict.value}</div>
+<p>{escape(report.target)}, started {report.started_at.isoformat()}, {report.duration_s:.0f} s</p>
+<div class="layout"><table><tr><th>phase</th><th>check</th><th>result</th><th>figures</th>
+<th>criterion / fix</th></tr>
+{_check_rows(report)}
+</table><div>{charts}</div></div>
+</body></html>
+"""
+
+
+def write_html(report: Report, path: Path) -> None:
+    path.write_text(render_html(report))

@@ -1,0 +1,214 @@
+"""One self-test run: which checks, in which order, against which target; ends in a `Report`."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+import httpx
+
+from service.config import Settings
+from service.selftest import checks_fullstack, checks_pairs, checks_parts, fixes
+from service.selftest.context import Context
+from service.selftest.dbprobe import DatabaseProbe
+from service.selftest.gatekey_cli import GatekeyCli
+from service.selftest.load_runs import LOAD_CHECKS, judge_load, memory_samples, run_load_steps
+from service.selftest.model import (
+    CheckResult,
+    LoadStep,
+    MemorySample,
+    Outcome,
+    Phase,
+    Report,
+    SelftestAborted,
+    one_line,
+)
+from service.selftest.preflight import PREFLIGHT_CHECKS, preflight_checks
+from service.selftest.target import Deployment, own_server
+from service.selftest.verdict import decide
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeCheck:
+    phase: Phase
+    run: Callable[[Context], Awaitable[CheckResult]]
+    keys: tuple[str, ...] = ()  # the test keys it needs, made through the CLI ahead of time
+
+
+# Checks that send their own requests, in running order, on a quiet deployment before the load.
+PROBE_CHECKS = {
+    "health": ProbeCheck(Phase.PARTS, checks_parts.health),
+    "keys": ProbeCheck(Phase.PARTS, checks_parts.keys, ("load",)),
+    "limiter": ProbeCheck(Phase.PARTS, checks_parts.limiter, ("limiter",)),
+    "workers": ProbeCheck(Phase.PARTS, checks_parts.workers),
+    "metrics": ProbeCheck(Phase.PARTS, checks_parts.metrics, ("load",)),
+    "key-validates": ProbeCheck(Phase.PAIRS, checks_pairs.key_validates, ("load",)),
+    "revoke-within-1s": ProbeCheck(Phase.PAIRS, checks_pairs.revoke, ("revoke",)),
+    "exact-limit": ProbeCheck(Phase.PAIRS, checks_pairs.exact_limit, ("exact",)),
+    "migration-chain": ProbeCheck(Phase.FULL_STACK, checks_fullstack.migration_chain),
+    "metric-accuracy": ProbeCheck(Phase.FULL_STACK, checks_fullstack.metric_accuracy, ("load",)),
+}
+ALL_CHECKS = (*PREFLIGHT_CHECKS, *PROBE_CHECKS, *LOAD_CHECKS)
+# What a misbehaving deployment makes a check meet: recorded as that check failing, not a crash.
+DEPLOYMENT_ERRORS = (httpx.HTTPError, OSError, ValueError, KeyError)
+_PHASES = list(Phase)
+_URL_READY_TIMEOUT_S = 10.0
+
+
+class Progress(Protocol):
+    def status(self, text: str) -> None: ...
+
+    def done(self, result: CheckResult) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    url: str | None = None
+    users: tuple[int, ...] = (10, 50, 100)
+    duration_s: float = 20.0
+    workers: int | None = None
+    baseline: tuple[LoadStep, ...] = ()
+    only: frozenset[str] | None = None
+
+    def chosen(self) -> frozenset[str]:
+        if self.only is None:
+            return frozenset(ALL_CHECKS)
+        unknown = sorted(self.only - set(ALL_CHECKS))
+        if unknown:
+            raise SelftestAborted(
+                f"unknown check {', '.join(unknown)}; known: {', '.join(ALL_CHECKS)}"
+            )
+        return self.only
+
+
+def did_not_complete(phase: Phase, name: str, exc: Exception) -> CheckResult:
+    return CheckResult(
+        phase, name, Outcome.FAIL, {"error": one_line(exc)}, "runs to completion", fixes.UNEXPECTED
+    )
+
+
+@asynccontextmanager
+async def _target(
+    cli: GatekeyCli, options: Options, workdir: Path, client: httpx.AsyncClient
+) -> AsyncIterator[Deployment]:
+    if options.url is None:
+        async with own_server(cli, workers=options.workers, workdir=workdir, client=client) as own:
+            yield own
+        return
+    deployment = Deployment(options.url, client)
+    await deployment.wait_ready(_URL_READY_TIMEOUT_S)
+    yield deployment
+
+
+async def _open_context(
+    stack: AsyncExitStack, cli: GatekeyCli, options: Options, workdir: Path
+) -> Context:
+    client = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
+    deployment = await stack.enter_async_context(_target(cli, options, workdir, client))
+    try:
+        probe = await stack.enter_async_context(DatabaseProbe.connect(cli.settings.database_url))
+    except Exception as exc:  # any reason the database refuses us stops the run
+        raise SelftestAborted(f"PostgreSQL unreachable: {one_line(exc)}") from None
+    workers = len(await deployment.worker_pids()) or options.workers or 1
+    ctx = Context(cli.settings, deployment, cli, probe, workers, options.workers)
+    stack.push_async_callback(ctx.aclose)
+    return ctx
+
+
+class _Run:
+    """The results of one run as they come in, each reported to `progress` at once."""
+
+    def __init__(self, options: Options, progress: Progress) -> None:
+        self.options = options
+        self.chosen = options.chosen()
+        self.progress = progress
+        self.results: list[CheckResult] = []
+        self.steps: list[LoadStep] = []
+        self.memory: list[MemorySample] = []
+        self.started = time.monotonic()
+
+    def record(self, result: CheckResult) -> None:
+        self.results.append(result)
+        self.progress.done(result)
+
+    @property
+    def needs_load(self) -> bool:
+        return bool(self.chosen & set(LOAD_CHECKS)) or bool(self.options.baseline)
+
+    @property
+    def needs_target(self) -> bool:
+        return bool(self.chosen & set(PROBE_CHECKS)) or self.needs_load
+
+    async def probes(self, ctx: Context) -> None:
+        for name, probe in PROBE_CHECKS.items():
+            if name in self.chosen:
+                self.progress.status(name)
+                try:
+                    self.record(await probe.run(ctx))
+                except DEPLOYMENT_ERRORS as exc:
+                    self.record(did_not_complete(probe.phase, name, exc))
+
+    async def load(self, ctx: Context, workdir: Path) -> None:
+        options = self.options
+        try:
+            runs = await run_load_steps(
+                ctx, options.users, options.duration_s, workdir,
+                started=self.started, progress=self.progress.status,
+            )  # fmt: skip
+        except DEPLOYMENT_ERRORS as exc:
+            self.record(did_not_complete(Phase.LOAD, "load-steps", exc))
+            return
+        self.memory = memory_samples(runs)
+        judged, self.steps = judge_load(
+            ctx, runs, self.chosen, options.duration_s, options.baseline
+        )
+        for result in judged:
+            self.record(result)
+
+
+async def _migrate(cli: GatekeyCli) -> None:
+    result = await cli.run("db", "upgrade")
+    if result.returncode != 0:
+        raise SelftestAborted(f"`gatekey db upgrade` failed: {result.last_error_line}")
+
+
+async def run_selftest(settings: Settings, options: Options, progress: Progress) -> Report:
+    started_at = datetime.now(UTC)
+    run = _Run(options, progress)
+    cli = GatekeyCli(settings)
+    if options.url is None and run.needs_target:
+        progress.status("gatekey db upgrade")
+        await _migrate(cli)
+    if run.chosen & set(PREFLIGHT_CHECKS):
+        progress.status("pre-flight")
+        for result in await preflight_checks(settings, workers=options.workers, only=run.chosen):
+            run.record(result)
+    target = options.url or "not started"
+    if run.needs_target:
+        with tempfile.TemporaryDirectory(prefix="gatekey-selftest-") as tmp:
+            async with AsyncExitStack() as stack:
+                progress.status(
+                    "starting a server" if options.url is None else "reaching " + target
+                )
+                ctx = await _open_context(stack, cli, options, Path(tmp))
+                target = ctx.deployment.url
+                ctx.prefetch(
+                    {
+                        key
+                        for name in run.chosen & set(PROBE_CHECKS)
+                        for key in PROBE_CHECKS[name].keys
+                    }
+                    | ({"load"} if run.needs_load else set())
+                )
+                await run.probes(ctx)
+                if run.needs_load:
+                    await run.load(ctx, Path(tmp))
+    checks = sorted(run.results, key=lambda result: _PHASES.index(result.phase))
+    duration_s = time.monotonic() - run.started
+    return Report(decide(checks), started_at, duration_s, target, checks, run.steps, run.memory)

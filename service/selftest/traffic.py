@@ -1,0 +1,90 @@
+"""Concurrent HTTP traffic for the checks, spread over many connections and so over every worker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    method: str
+    path: str
+    headers: dict[str, str] = field(default_factory=dict)
+    json: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    sent_at: float
+    status: int
+    headers: httpx.Headers
+    body: bytes
+
+    def data(self) -> dict[str, Any]:
+        """The JSON object in the body; empty when there is none."""
+        try:
+            data = httpx.Response(self.status, content=self.body).json()
+        except ValueError:
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def code(self) -> str | None:
+        """The `code` of a problem+json body or a verify result."""
+        code = self.data().get("code")
+        return str(code) if code is not None else None
+
+
+def key_header(key: str) -> dict[str, str]:
+    return {"X-API-Key": key}
+
+
+def _client(base_url: str, concurrency: int) -> httpx.AsyncClient:
+    # No keep-alive: each request accepts anew, so the kernel (or a proxy) spreads them over every
+    # worker or instance instead of pinning a few warm connections to one of them.
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=0)
+    return httpx.AsyncClient(base_url=base_url, limits=limits, timeout=10)
+
+
+async def _send(client: httpx.AsyncClient, call: Call) -> Reply:
+    sent_at = time.monotonic()
+    response = await client.request(call.method, call.path, headers=call.headers, json=call.json)
+    return Reply(sent_at, response.status_code, response.headers, response.content)
+
+
+async def burst(base_url: str, calls: list[Call], *, concurrency: int) -> list[Reply]:
+    """Send every call, `concurrency` at a time; replies in the order of `calls`."""
+    gate = asyncio.Semaphore(concurrency)
+    async with _client(base_url, concurrency) as client:
+
+        async def one(call: Call) -> Reply:
+            async with gate:
+                return await _send(client, call)
+
+        return list(await asyncio.gather(*(one(call) for call in calls)))
+
+
+async def in_turn(base_url: str, calls: list[Call]) -> list[Reply]:
+    """Send the calls one after another on one connection."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+        return [await _send(client, call) for call in calls]
+
+
+async def hammer(
+    base_url: str, make_call: Callable[[], Call], *, concurrency: int, stop: asyncio.Event
+) -> list[Reply]:
+    """Send calls back to back from `concurrency` tasks until `stop` is set."""
+    replies: list[Reply] = []
+    async with _client(base_url, concurrency) as client:
+
+        async def loop() -> None:
+            while not stop.is_set():
+                replies.append(await _send(client, make_call()))
+
+        await asyncio.gather(*(loop() for _ in range(concurrency)))
+    return replies

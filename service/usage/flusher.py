@@ -1,0 +1,196 @@
+"""`UsageFlusher`: moves per-minute counts from Redis to PostgreSQL in the background.
+
+One flusher at a time across processes (a Redis lock that expires, so a killed holder blocks no
+one for long). Counts are absolute and stored with GREATEST, so any step may be replayed: a crash
+between the PostgreSQL commit and the Redis clean-up leaves the claimed set behind, and the next
+flush simply stores the same numbers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from redis.asyncio import Redis
+
+from service.db import Database
+from service.ratelimit.keyspace import RedisKeyspace
+from service.usage.repository import MinuteCount
+from service.usage.service import record_usage
+
+logger = logging.getLogger(__name__)
+
+# KEYS: lock, dirty, processing. Claims the dirty set (merged into a processing set a dead
+# flusher left behind) and returns every key id to flush; nil when the lock is not ours.
+_CLAIM = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  if redis.call('EXISTS', KEYS[3]) == 1 then
+    redis.call('SUNIONSTORE', KEYS[3], KEYS[3], KEYS[2])
+    redis.call('DEL', KEYS[2])
+  else
+    redis.call('RENAME', KEYS[2], KEYS[3])
+  end
+end
+return redis.call('SMEMBERS', KEYS[3])
+"""
+# KEYS: lock, processing. Releases the lock if still ours; with ARGV[2] == '1' the processing
+# set goes too (the flush is complete). A holder whose lock expired touches nothing.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '1' then redis.call('DEL', KEYS[2]) end
+return redis.call('DEL', KEYS[1])
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyCounts:
+    """One key's counters as read from Redis: minute epoch seconds -> cumulative count."""
+
+    key_id: str
+    minutes: dict[int, int]
+
+
+class UsageFlusher:
+    """Every `interval_s`, stores the usage of keys marked dirty; run one per process."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        database: Database,
+        *,
+        interval_s: float,
+        keyspace: RedisKeyspace | None = None,
+        lock_ttl_s: float | None = None,
+        chunk_size: int = 500,
+        on_flush: Callable[[int], None] | None = None,
+        on_flush_error: Callable[[], None] | None = None,
+        on_pending: Callable[[int], None] | None = None,
+    ) -> None:
+        self._redis = redis
+        self._database = database
+        self._interval_s = interval_s
+        self._keyspace = keyspace or RedisKeyspace()
+        # Long enough for a slow flush, short enough that a SIGKILLed holder delays the next
+        # flush by seconds; an expired holder cannot do harm, its Redis steps are fenced.
+        self._lock_ttl_ms = int(1000 * (lock_ttl_s or max(5.0, 3 * interval_s)))
+        self._chunk_size = chunk_size
+        self._on_flush = on_flush
+        self._on_flush_error = on_flush_error
+        self._on_pending = on_pending
+        self._claim_script = redis.register_script(_CLAIM)
+        self._release_script = redis.register_script(_RELEASE)
+        self.pending_keys = 0
+
+    async def run(self, stop_event: asyncio.Event) -> None:
+        """Flush every interval until `stop_event` is set, then once more."""
+        while not stop_event.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop_event.wait(), timeout=self._interval_s)
+            await self._cycle()
+
+    async def flush(self) -> int | None:
+        """One flush; the number of keys flushed, or None when another process holds the lock."""
+        token = secrets.token_hex(16)
+        acquired = await self._redis.set(
+            self._keyspace.flush_lock, token, nx=True, px=self._lock_ttl_ms
+        )
+        if not acquired:
+            return None
+        is_complete = False
+        try:
+            key_ids = await self.claim(token)
+            if key_ids is None:
+                return None
+            for start in range(0, len(key_ids), self._chunk_size):
+                chunk = key_ids[start : start + self._chunk_size]
+                final_before, counts = await self.read_counts(chunk)
+                await self.store(counts)
+                await self.forget_final(counts, final_before)
+            is_complete = True
+            return len(key_ids)
+        finally:
+            await self._release_script(
+                keys=[self._keyspace.flush_lock, self._keyspace.processing],
+                args=[token, "1" if is_complete else "0"],
+            )
+
+    async def claim(self, token: str) -> list[str] | None:
+        """Move the dirty set aside atomically; the key ids to flush (None: lock lost)."""
+        keyspace = self._keyspace
+        members = await self._claim_script(
+            keys=[keyspace.flush_lock, keyspace.dirty, keyspace.processing], args=[token]
+        )
+        if members is None:
+            return None
+        return sorted(_text(member) for member in members)
+
+    async def read_counts(self, key_ids: Sequence[str]) -> tuple[int, list[KeyCounts]]:
+        """Read the counters, and the minute (Redis clock) before which they can no longer move.
+
+        The clock is read first: a minute that was over before the read cannot have grown since.
+        The minute before the current one also stays, as margin for clock skew between shards.
+        """
+        seconds, _ = await self._redis.time()
+        final_before = seconds - seconds % 60 - 60
+        pipeline = self._redis.pipeline(transaction=False)
+        for key_id in key_ids:
+            pipeline.hgetall(self._keyspace.usage(key_id))
+        hashes = await pipeline.execute()
+        counts = [
+            KeyCounts(key_id, {int(minute): int(count) for minute, count in fields.items()})
+            for key_id, fields in zip(key_ids, hashes, strict=True)
+        ]
+        return final_before, counts
+
+    async def store(self, counts: Sequence[KeyCounts]) -> None:
+        rows = [
+            MinuteCount(key_uuid, datetime.fromtimestamp(minute, UTC), count)
+            for key in counts
+            if (key_uuid := _parse_uuid(key.key_id)) is not None
+            for minute, count in key.minutes.items()
+        ]
+        async with self._database.get_session() as session:
+            await record_usage(session=session, counts=rows)
+
+    async def forget_final(self, counts: Sequence[KeyCounts], final_before: int) -> None:
+        """Drop minutes that are stored and can no longer grow (call only after `store`)."""
+        pipeline = self._redis.pipeline(transaction=False)
+        for key in counts:
+            final = [minute for minute in key.minutes if minute < final_before]
+            if final:
+                pipeline.hdel(self._keyspace.usage(key.key_id), *final)
+        await pipeline.execute()
+
+    async def _cycle(self) -> None:
+        try:
+            flushed = await self.flush()
+        except Exception:  # a background loop must outlive Redis and PostgreSQL outages
+            logger.warning("usage_flush_failed", exc_info=True)
+            if self._on_flush_error is not None:
+                self._on_flush_error()
+        else:
+            if flushed is not None and self._on_flush is not None:
+                self._on_flush(flushed)
+        with contextlib.suppress(Exception):
+            self.pending_keys = await self._redis.scard(self._keyspace.dirty)
+            if self._on_pending is not None:
+                self._on_pending(self.pending_keys)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _parse_uuid(key_id: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(key_id)
+    except ValueError:
+        logger.warning("usage_key_id_not_a_uuid", extra={"key_id": key_id})
+        return None

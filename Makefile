@@ -1,0 +1,56 @@
+# gatekey developer commands. `make help` lists them. `make run` and `make test` need only
+# Python 3.11+ and git: they create .venv, and start embedded PostgreSQL/Redis if none answer.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SOURCES := service cli tests scripts migrations
+# Runs a command with DATABASE_URL and REDIS_URL pointing at servers that answer.
+WITH_SERVICES := $(BIN)/python scripts/devservices.py run --
+
+.DEFAULT_GOAL := help
+# The targets share .venv and the services; `make test` stops at the first failure, in order.
+.NOTPARALLEL:
+.PHONY: help venv run test lint typecheck unit integration bench selftest clean
+
+help: ## List the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+venv: $(STAMP) ## Create .venv and install the project and its dev tools (once)
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(None if sys.version_info >= (3, 11) else \
+		"gatekey needs Python 3.11+, $(PYTHON) is " + sys.version.split()[0] + "; try: make PYTHON=python3.11")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -r requirements-dev.txt
+	$(BIN)/pip install -e . --no-deps
+	touch $@
+
+run: venv ## Migrate, print a demo key and curl line, serve on HOST:PORT (127.0.0.1:8000)
+	$(WITH_SERVICES) $(BIN)/python scripts/dev_run.py
+
+test: lint typecheck unit integration ## Everything CI runs: lint, typecheck, unit, integration
+
+lint: venv ## ruff check and ruff format --check
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/ruff format --check $(SOURCES)
+
+typecheck: venv ## mypy --strict on service/ and cli/ (config in pyproject.toml)
+	$(BIN)/mypy
+
+unit: venv ## Unit tests: no network, seconds
+	$(BIN)/pytest tests/unit -q
+
+integration: venv ## Integration tests against real PostgreSQL and Redis
+	$(WITH_SERVICES) $(BIN)/pytest tests/integration -q
+
+bench: venv ## Benchmarks: gatekey vs a bare and a slowapi endpoint under wrk (ARGS="...")
+	$(WITH_SERVICES) $(BIN)/python scripts/bench.py $(ARGS)
+
+selftest: venv ## gatekey selftest: checklist, load steps, GO/NO-GO (ARGS="--quick" ...)
+	$(WITH_SERVICES) $(BIN)/gatekey selftest $(ARGS)
+
+clean: ## Remove .venv, .devservices (embedded servers' data) and caches
+	rm -rf $(VENV) .devservices .mypy_cache .ruff_cache .pytest_cache *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

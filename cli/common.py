@@ -14,6 +14,7 @@ from sqlalchemy import exc as sa_exc
 
 from service.config import Settings, SettingsError, load_settings
 from service.errors import DatabaseUnavailable, GatekeyError
+from service.logging import configure_logging
 
 console = Console()
 error_console = Console(stderr=True)
@@ -37,6 +38,7 @@ def settings_of(ctx: typer.Context) -> Settings:
             root.obj = load_settings()
         except SettingsError as exc:
             fail(str(exc), EXIT_USAGE)
+        configure_logging(root.obj)
     settings: Settings = root.obj
     return settings
 
@@ -48,7 +50,7 @@ def clean_errors() -> Iterator[None]:
         yield
     except GatekeyError as exc:
         fail(f"{exc.message} ({exc.code})")
-    except (OSError, sa_exc.InterfaceError, sa_exc.OperationalError) as exc:
+    except (OSError, sa_exc.DBAPIError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         fail(f"database unavailable: {reason} ({DatabaseUnavailable.code})")
 

@@ -51,7 +51,13 @@ def _run(ctx: typer.Context, use: Callable[[KeyTools], Awaitable[T]]) -> T:
         )
         try:
             async with database.get_session() as session:
-                return await use(KeyTools(session, key_format, RedisKeyChangePublisher(redis)))
+                return await use(
+                    KeyTools(
+                        session,
+                        key_format,
+                        RedisKeyChangePublisher(redis, settings.redis_namespace),
+                    )
+                )
         finally:
             await redis.aclose()
             await database.dispose()

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry
 
 from service.api import health
 from service.api.problems import install_error_handlers
@@ -21,51 +19,88 @@ from service.keys import admin_router, router
 from service.keys.events import RedisKeyChangePublisher, listen_for_key_changes
 from service.keys.format import KeyFormat
 from service.keys.verifier import KeyVerifier
-from service.metrics import Metrics
+from service.metrics import (
+    Metrics,
+    RequestMetricsMiddleware,
+    create_metrics,
+    metrics_endpoint,
+    run_resource_sampler,
+)
+from service.ratelimit.keyspace import RedisKeyspace
 from service.ratelimit.limiter import create_limiter, create_redis
 from service.ratelimit.policy import parse_rate_limit
 from service.state import AppState
+from service.usage import router as usage_router
+from service.usage.flusher import UsageFlusher
+
+Job = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+# Background jobs get this long after the stop signal (the usage flusher's last flush) before
+# they are cancelled.
+STOP_GRACE_S = 10.0
 
 
 @asynccontextmanager
-async def _background(*jobs: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
-    """Run jobs for the lifetime of the block; cancel and await them on the way out."""
-    tasks = [asyncio.create_task(job) for job in jobs]
+async def _background(jobs: list[Job]) -> AsyncIterator[None]:
+    """Run jobs for the lifetime of the block; on the way out, ask them to stop, then cancel."""
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(job(stop)) for job in jobs]
     try:
         yield
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        stop.set()
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_S)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @asynccontextmanager
-async def open_state(settings: Settings, worker_count: int) -> AsyncIterator[AppState]:
+async def open_state(
+    settings: Settings, worker_count: int, metrics: Metrics
+) -> AsyncIterator[AppState]:
     """Open the process's resources, yield them as `AppState`, close them in reverse order."""
-    metrics = Metrics(CollectorRegistry())
-    database = Database(settings)
-    redis = (
-        create_redis(settings) if settings.rate_limit_backend is RateLimitBackend.REDIS else None
-    )
+    database = Database(settings, metrics=metrics)
+    is_redis = settings.rate_limit_backend is RateLimitBackend.REDIS
+    redis = create_redis(settings) if is_redis else None
+    keyspace = RedisKeyspace(settings.redis_namespace)
     limiter = create_limiter(
         settings,
         redis=redis,
         worker_count=worker_count,
         on_decision=lambda decision: metrics.ratelimit_decisions.labels(decision).inc(),
+        keyspace=keyspace,
     )
     key_format = KeyFormat.from_settings(settings)
-    verifier = KeyVerifier(database, key_format, ttl=settings.key_cache_ttl)
+    verifier = KeyVerifier(
+        database,
+        key_format,
+        ttl=settings.key_cache_ttl,
+        on_cache=lambda outcome: metrics.key_cache_requests.labels(outcome).inc(),
+    )
     guard = Guard(
         verifier,
         limiter,
         parse_rate_limit(settings.rate_limit_default),
         on_result=lambda result: metrics.key_verifications.labels(result).inc(),
     )
-    jobs = []
+    jobs: list[Job] = [lambda stop: run_resource_sampler(metrics, stop)]
     if redis is not None:
-        jobs.append(listen_for_key_changes(redis, lambda _key_id: verifier.invalidate()))
+        flusher = UsageFlusher(
+            redis,
+            database,
+            interval_s=settings.usage_flush_interval,
+            keyspace=keyspace,
+            on_flush=lambda _keys: metrics.usage_flushes.labels("ok").inc(),
+            on_flush_error=lambda: metrics.usage_flushes.labels("error").inc(),
+            on_pending=metrics.usage_pending.set,
+        )
+        jobs.append(flusher.run)
+        jobs.append(
+            lambda stop: listen_for_key_changes(
+                redis, settings.redis_namespace, lambda _key_id: verifier.invalidate(), stop
+            )
+        )
     state = AppState(
         settings=settings,
         database=database,
@@ -74,10 +109,10 @@ async def open_state(settings: Settings, worker_count: int) -> AsyncIterator[App
         limiter=limiter,
         guard=guard,
         metrics=metrics,
-        key_events=RedisKeyChangePublisher(redis) if redis is not None else None,
+        key_events=RedisKeyChangePublisher(redis, settings.redis_namespace) if redis else None,
     )
     try:
-        async with _background(*jobs):
+        async with _background(jobs):
             yield state
     finally:
         await limiter.aclose()
@@ -88,10 +123,11 @@ async def open_state(settings: Settings, worker_count: int) -> AsyncIterator[App
 
 def create_app(settings: Settings, *, worker_count: int = 1) -> FastAPI:
     """The HTTP app; nothing is opened until its lifespan starts."""
+    metrics = create_metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_state(settings, worker_count) as state:
+        async with open_state(settings, worker_count, metrics) as state:
             app.state.gatekey = state
             # What is loaded now lives as long as the process: keep the collector off it.
             gc.freeze()
@@ -101,5 +137,8 @@ def create_app(settings: Settings, *, worker_count: int = 1) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(router.router)
+    app.include_router(usage_router.router)
     app.include_router(admin_router.router)
+    app.add_route("/metrics", metrics_endpoint(metrics), methods=["GET"], include_in_schema=False)
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     return app

@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import AfterValidator, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.errors import InvalidInput
 from service.ratelimit.policy import parse_rate_limit
 
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/gatekey"
@@ -15,7 +16,10 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def _check_rate_limit(value: str) -> str:
-    parse_rate_limit(value)
+    try:
+        parse_rate_limit(value)
+    except InvalidInput as exc:  # pydantic reports ValueError, naming the variable
+        raise ValueError(exc.message) from None
     return value
 
 
@@ -63,6 +67,9 @@ class Settings(BaseSettings):
     rate_limit_default: Annotated[str, AfterValidator(_check_rate_limit)] = "1000/minute"
     rate_limit_on_redis_error: RedisErrorPolicy = RedisErrorPolicy.LOCAL
     redis_timeout: float = Field(0.05, gt=0, description="seconds per Redis call")
+    redis_namespace: str = Field(
+        "gk", pattern=r"^[A-Za-z0-9_.-]{1,32}$", description="prefix of every Redis key and channel"
+    )
 
     web_concurrency: int | None = Field(None, ge=1)
 

@@ -2,7 +2,8 @@
 
 from service.db import Base
 from service.keys.models import ApiKey
+from service.usage.models import ApiKeyUsage
 
 metadata = Base.metadata
 
-__all__ = ["ApiKey", "metadata"]
+__all__ = ["ApiKey", "ApiKeyUsage", "metadata"]

@@ -7,6 +7,7 @@ revoke by at most `KEY_CACHE_TTL`, never indefinitely.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -17,7 +18,9 @@ from redis.exceptions import RedisError
 
 logger = logging.getLogger("gatekey.keys.events")
 
-CHANNEL = "gatekey:keys:changed"
+
+def channel(namespace: str) -> str:
+    return f"{namespace}:keys:changed"
 
 
 class KeyChangeListener(Protocol):
@@ -27,29 +30,38 @@ class KeyChangeListener(Protocol):
 class RedisKeyChangePublisher:
     """Announces a change; a failure is logged, not raised: the write itself already committed."""
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, namespace: str) -> None:
         self._redis = redis
+        self._channel = channel(namespace)
 
     async def key_changed(self, key_id: uuid.UUID) -> None:
         try:
             async with asyncio.timeout(0.5):
-                await self._redis.publish(CHANNEL, str(key_id))
+                await self._redis.publish(self._channel, str(key_id))
         except (RedisError, OSError, TimeoutError):
             logger.warning("key_change_not_announced", extra={"key_id": str(key_id)})
 
 
 async def listen_for_key_changes(
-    redis: aioredis.Redis, on_change: Callable[[str], None], *, retry_delay: float = 1.0
+    redis: aioredis.Redis,
+    namespace: str,
+    on_change: Callable[[str], None],
+    stop: asyncio.Event,
+    *,
+    poll_s: float = 0.5,
 ) -> None:
-    """Call `on_change(key_id)` per announcement until cancelled; resubscribe after errors."""
-    while True:
+    """Call `on_change(key_id)` per announcement until `stop` is set; resubscribe after errors."""
+    while not stop.is_set():
         try:
             async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                await pubsub.subscribe(CHANNEL)
+                await pubsub.subscribe(channel(namespace))
                 # Anything announced while we were not subscribed is unknown: forget it all.
                 on_change("*")
-                async for message in pubsub.listen():
-                    data = message.get("data")
-                    on_change(data.decode() if isinstance(data, bytes) else str(data))
+                while not stop.is_set():
+                    message = await pubsub.get_message(timeout=poll_s)
+                    if message is not None:
+                        data = message["data"]
+                        on_change(data.decode() if isinstance(data, bytes) else str(data))
         except (RedisError, OSError, TimeoutError):
-            await asyncio.sleep(retry_delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=poll_s)

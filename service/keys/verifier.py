@@ -28,6 +28,7 @@ class KeyVerifier:
         key_format: KeyFormat,
         *,
         ttl: float,
+        on_cache: Callable[[str], None] = lambda outcome: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._database = database
@@ -35,8 +36,7 @@ class KeyVerifier:
         self._ttl = ttl
         self._clock = clock
         self._cache: dict[str, tuple[float, KeyRecord | None]] = {}
-        self.cache_hits = 0
-        self.cache_misses = 0
+        self._on_cache = on_cache
 
     async def verify(self, key: str) -> KeyRecord:
         if not self._format.is_well_formed(key):
@@ -53,9 +53,9 @@ class KeyVerifier:
         now = self._clock()
         cached = self._cache.get(key_hash)
         if cached is not None and cached[0] > now:
-            self.cache_hits += 1
+            self._on_cache("hit")
             return cached[1]
-        self.cache_misses += 1
+        self._on_cache("miss")
         async with self._database.get_session() as session:
             model = await ApiKeyRepository(session).get_by_hash(key_hash)
             record = KeyRecord.from_model(model) if model is not None else None

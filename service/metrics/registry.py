@@ -85,8 +85,13 @@ class Metrics:
         self.usage_flushes = self._counter(
             "gatekey_usage_flush", "Usage flushes to PostgreSQL", "result", USAGE_FLUSH_RESULTS
         )
-        self.usage_pending = self._live_sum(
-            "gatekey_usage_pending", "Usage counts held in memory, not yet flushed"
+        # Every worker's flusher reports the same shared backlog (a Redis set): the latest report
+        # from a living worker is the value, a sum would count it once per worker.
+        self.usage_pending = Gauge(
+            "gatekey_usage_pending",
+            "Keys whose usage is not yet flushed to PostgreSQL",
+            multiprocess_mode="livemostrecent",
+            registry=registry,
         )
         # `liveall`: one series per living worker; a dead worker's series goes with its files.
         self.worker_resident_memory = Gauge(

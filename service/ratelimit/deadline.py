@@ -2,8 +2,9 @@
 
 `asyncio.timeout` fires on wall time: when the loop is busy (or starved of CPU), a reply can sit
 unread in the socket while the timer expires, and an answered batch would be counted as a Redis
-failure. Here the expiry is judged one loop iteration later, after the reads that arrived with it
-have run, and replies read since the timer was armed extend it (a bounded number of times).
+failure. Here an expiry is only judged a short grace later, when the loop has been round at least
+once (so a reply already received has been read), and replies read since the timer was armed
+extend it, a bounded number of times.
 """
 
 from __future__ import annotations
@@ -11,9 +12,13 @@ from __future__ import annotations
 import asyncio
 from types import TracebackType
 
+# A timer armed now fires on a later loop iteration (asyncio and uvloop alike), after that
+# iteration's socket reads and the task wake-ups they queued.
+_GRACE_S = 0.005
+
 
 class Deadline:
-    """`with Deadline(period_s, extensions): ...` inside a task; raises `TimeoutError` on expiry.
+    """`with Deadline(period_s): ...` inside a task raises `TimeoutError` once Redis is silent.
 
     Call `progress()` whenever a reply is read.
     """
@@ -30,7 +35,7 @@ class Deadline:
             raise RuntimeError("Deadline must be used inside a task")
         self._task = task
         self._cancelling = 0
-        self._handle: asyncio.Handle | None = None
+        self._handle: asyncio.TimerHandle | None = None
 
     def progress(self) -> None:
         self._progress += 1
@@ -56,11 +61,9 @@ class Deadline:
             raise TimeoutError("Redis did not answer in time") from exc
 
     def _expired(self) -> None:
-        # I/O callbacks run before timers within an iteration: a reply that arrived with this
-        # expiry has woken the task for the next iteration, and this check queues behind it.
-        self._handle = self._loop.call_soon(self._check)
+        self._handle = self._loop.call_later(_GRACE_S, self._judge)
 
-    def _check(self) -> None:
+    def _judge(self) -> None:
         if self._progress != self._progress_seen and self._extensions_left > 0:
             self._progress_seen = self._progress
             self._extensions_left -= 1

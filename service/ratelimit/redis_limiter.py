@@ -103,7 +103,7 @@ class RedisRateLimiter:
         return "ok" if self._breaker.state == "closed" else "degraded"
 
     async def aclose(self) -> None:
-        if self._tasks:
+        while self._tasks:  # a finishing batch may start the next one
             await asyncio.gather(*self._tasks, return_exceptions=True)
         idle, self._idle = self._idle, []
         for connection in idle:
@@ -125,6 +125,9 @@ class RedisRateLimiter:
     async def _run_batch(self) -> None:
         self._is_batch_starting = False
         batch, self._pending = self._pending, []
+        if not batch:  # a failed batch already answered the hits queued for this one
+            self._in_flight -= 1
+            return
         replies: Sequence[_Reply]
         try:
             replies = await self._execute(batch)

@@ -70,18 +70,14 @@ def _last_line(log: Path) -> str:
 
 
 @contextlib.asynccontextmanager
-async def own_server(
-    cli: GatekeyCli, *, workers: int | None, workdir: Path, client: httpx.AsyncClient
+async def server_process(
+    command: list[str], *, env: dict[str, str], port: int, log: Path, client: httpx.AsyncClient
 ) -> AsyncIterator[Deployment]:
-    """`gatekey serve` on a free port, stopped (by its pid) afterwards."""
-    port = free_port()
-    args = ["serve", "--host", "127.0.0.1", "--port", str(port)]
-    if workers is not None:
-        args += ["--workers", str(workers)]
-    log = workdir / "server.log"
+    """Run a server command listening on `port` until `/readyz` answers; stopped (by its pid)
+    afterwards. Its output goes to `log`, whose last line explains a server that never came up."""
     with log.open("wb") as sink:
         process = await asyncio.create_subprocess_exec(
-            *cli.executable, *args, env=cli.env(), stdout=sink, stderr=sink, start_new_session=True
+            *command, env=env, stdout=sink, stderr=sink, start_new_session=True
         )
     deployment = Deployment(f"http://127.0.0.1:{port}", client)
     try:
@@ -92,6 +88,21 @@ async def own_server(
         yield deployment
     finally:
         await _stop(process)
+
+
+@contextlib.asynccontextmanager
+async def own_server(
+    cli: GatekeyCli, *, workers: int | None, workdir: Path, client: httpx.AsyncClient
+) -> AsyncIterator[Deployment]:
+    """`gatekey serve` on a free port with the settings the CLI runs with."""
+    port = free_port()
+    command = [*cli.executable, "serve", "--host", "127.0.0.1", "--port", str(port)]
+    if workers is not None:
+        command += ["--workers", str(workers)]
+    async with server_process(
+        command, env=cli.env(), port=port, log=workdir / "server.log", client=client
+    ) as deployment:
+        yield deployment
 
 
 async def _stop(process: asyncio.subprocess.Process) -> None:

@@ -89,11 +89,16 @@ class UsageFlusher:
         self.pending_keys = 0
 
     async def run(self, stop_event: asyncio.Event) -> None:
-        """Flush every interval until `stop_event` is set, then once more."""
+        """Flush every interval until `stop_event` is set, then once more and return.
+
+        The last flush starts after the stop, so whatever was counted before it is claimed by
+        this flusher or by the one holding the lock at that moment (which flushes again too).
+        """
         while not stop_event.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop_event.wait(), timeout=self._interval_s)
             await self._cycle()
+        await self._cycle()
 
     async def flush(self) -> int | None:
         """One flush; the number of keys flushed, or None when another process holds the lock."""
@@ -150,22 +155,14 @@ class UsageFlusher:
         return final_before, counts
 
     async def store(self, counts: Sequence[KeyCounts]) -> None:
-        rows = [
-            MinuteCount(key_uuid, datetime.fromtimestamp(minute, UTC), count)
-            for key in counts
-            if (key_uuid := _parse_uuid(key.key_id)) is not None
-            for minute, count in key.minutes.items()
-        ]
         async with self._database.get_session() as session:
-            await record_usage(session=session, counts=rows)
+            await record_usage(session=session, counts=to_rows(counts))
 
     async def forget_final(self, counts: Sequence[KeyCounts], final_before: int) -> None:
         """Drop minutes that are stored and can no longer grow (call only after `store`)."""
         pipeline = self._redis.pipeline(transaction=False)
-        for key in counts:
-            final = [minute for minute in key.minutes if minute < final_before]
-            if final:
-                pipeline.hdel(self._keyspace.usage(key.key_id), *final)
+        for key_id, minutes in final_minutes(counts, final_before).items():
+            pipeline.hdel(self._keyspace.usage(key_id), *minutes)
         await pipeline.execute()
 
     async def _cycle(self) -> None:
@@ -182,6 +179,25 @@ class UsageFlusher:
             self.pending_keys = await self._redis.scard(self._keyspace.dirty)
             if self._on_pending is not None:
                 self._on_pending(self.pending_keys)
+
+
+def to_rows(counts: Sequence[KeyCounts]) -> list[MinuteCount]:
+    """Rows for PostgreSQL; a key id that is not a UUID cannot be an API key and is skipped."""
+    return [
+        MinuteCount(key_uuid, datetime.fromtimestamp(minute, UTC), count)
+        for key in counts
+        if (key_uuid := _parse_uuid(key.key_id)) is not None
+        for minute, count in sorted(key.minutes.items())
+    ]
+
+
+def final_minutes(counts: Sequence[KeyCounts], final_before: int) -> dict[str, list[int]]:
+    """Per key, the minutes read that started before `final_before` (they cannot grow)."""
+    final = {
+        key.key_id: sorted(minute for minute in key.minutes if minute < final_before)
+        for key in counts
+    }
+    return {key_id: minutes for key_id, minutes in final.items() if minutes}
 
 
 def _text(value: bytes | str) -> str:

@@ -35,7 +35,7 @@ async def read_connection_budget(settings: Settings) -> ConnectionBudget:
                     "('max_connections', 'superuser_reserved_connections', 'reserved_connections')"
                 )
             )
-            values = dict(rows.tuples().all())
+            values: dict[str, int] = {row[0]: row[1] for row in rows}
     finally:
         await engine.dispose()
     reserved = values.get("superuser_reserved_connections", 0) + values.get(

@@ -9,13 +9,18 @@ needs to drop the dead pid's live gauges; the subclass adds exactly that.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 from service.config import Settings
-from service.metrics.multiprocess import mark_worker_dead, prepare_multiprocess_dir
+from service.metrics.multiprocess import (
+    MULTIPROC_DIR_ENV,
+    mark_worker_dead,
+    prepare_multiprocess_dir,
+)
 from service.workers import WORKER_COUNT_ENV
 
 GRACEFUL_SHUTDOWN_S = 30
@@ -24,19 +29,22 @@ HEALTHCHECK_TIMEOUT_S = 30
 
 
 class WorkerSupervisor(Multiprocess):
+    # Compared with the previous loop's pids, so workers replaced by SIGHUP (restart_all) or
+    # dropped by SIGTTOU, which happen outside keep_subprocess_alive, are cleaned up too.
+    _known_pids: frozenset[int] = frozenset()
+
     def keep_subprocess_alive(self) -> None:
-        before = {process.pid for process in self.processes}
         super().keep_subprocess_alive()
-        for pid in before - {process.pid for process in self.processes}:
-            if pid is not None:
-                mark_worker_dead(pid)
+        current = frozenset(p.pid for p in self.processes if p.pid is not None)
+        for pid in self._known_pids - current:
+            mark_worker_dead(pid)
+        self._known_pids = current
 
 
 def run_workers(settings: Settings, *, host: str, port: int, count: int) -> None:
     """Bind once, start `count` workers that share the socket, supervise until SIGINT/SIGTERM."""
-    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(
-        prefix="gatekey-metrics-"
-    )
+    configured_dir = os.environ.get(MULTIPROC_DIR_ENV)
+    metrics_dir = configured_dir or tempfile.mkdtemp(prefix="gatekey-metrics-")
     prepare_multiprocess_dir(metrics_dir)
     os.environ[WORKER_COUNT_ENV] = str(count)
     config = uvicorn.Config(
@@ -52,4 +60,8 @@ def run_workers(settings: Settings, *, host: str, port: int, count: int) -> None
         timeout_worker_healthcheck=HEALTHCHECK_TIMEOUT_S,
         backlog=4096,
     )
-    WorkerSupervisor(config, sockets=[config.bind_socket()]).run()
+    try:
+        WorkerSupervisor(config, sockets=[config.bind_socket()]).run()
+    finally:
+        if configured_dir is None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -1,0 +1,124 @@
+"""`gatekey selftest` and `gatekey preflight`: the checklist run against a deployment, a verdict."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.status import Status
+
+from cli.common import EXIT_USAGE, console, fail, settings_of
+from service.config import SettingsError, load_settings
+from service.durations import parse_duration
+from service.errors import InvalidInput
+from service.selftest.model import CheckResult, Outcome, SelftestAborted, Verdict
+from service.selftest.preflight import preflight_checks, settings_check
+from service.selftest.report_html import write_html
+from service.selftest.report_json import read_baseline, write_json
+from service.selftest.report_table import RESULT_STYLE, check_table, figures_text, render
+from service.selftest.runner import Options, run_selftest
+
+DEFAULT_DURATION = "20s"
+QUICK_DURATION = "6s"
+EXIT_NO_GO = 1
+
+
+class ConsoleProgress:
+    """A spinner naming the current step and one line per finished check."""
+
+    def __init__(self, status: Status) -> None:
+        self._status = status
+
+    def status(self, text: str) -> None:
+        self._status.update(f"selftest: {text}")
+
+    def done(self, result: CheckResult) -> None:
+        style = RESULT_STYLE[result.result]
+        console.print(
+            f"[{style}]{result.result.value:>4}[/{style}] {result.phase.value}/{result.name}  "
+            f"[dim]{figures_text(result.figures)}[/dim]",
+            highlight=False,
+        )
+
+
+def _users(text: str) -> tuple[int, ...]:
+    try:
+        users = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        users = ()
+    if not users or min(users) < 1:
+        fail(f"invalid --users {text!r}: expected counts such as 10,50,100", EXIT_USAGE)
+    return users
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = parse_duration(text).total_seconds()
+    except InvalidInput as exc:
+        fail(exc.message, EXIT_USAGE)
+    if seconds < 1:
+        fail("--duration must be at least 1s", EXIT_USAGE)
+    return seconds
+
+
+def selftest(
+    ctx: typer.Context,
+    url: Annotated[
+        str | None, typer.Option(help="A running deployment (default: start one).")
+    ] = None,
+    users: Annotated[str, typer.Option(help="Concurrent users of each load step.")] = "10,50,100",
+    duration: Annotated[
+        str | None, typer.Option(help=f"Each load step, e.g. 20s, 2m [default {DEFAULT_DURATION}].")
+    ] = None,
+    baseline: Annotated[Path | None, typer.Option(help="An earlier --json report.")] = None,
+    json_file: Annotated[Path | None, typer.Option("--json", help="Write the JSON report.")] = None,
+    html_file: Annotated[Path | None, typer.Option("--html", help="Write the HTML report.")] = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help=f"CI: load steps of {QUICK_DURATION}.")
+    ] = False,
+    workers: Annotated[int | None, typer.Option(help="Workers of the server it starts.")] = None,
+    only: Annotated[
+        str | None, typer.Option(help="Run only these checks (comma-separated).")
+    ] = None,
+) -> None:
+    """Run the integration checklist and load steps; exit 0 GO, 1 NO-GO, 2 could not run."""
+    settings = settings_of(ctx)
+    try:
+        options = Options(
+            url=url,
+            users=_users(users),
+            duration_s=_seconds(duration or (QUICK_DURATION if quick else DEFAULT_DURATION)),
+            workers=workers,
+            baseline=tuple(read_baseline(baseline)) if baseline else (),
+            only=frozenset(name.strip() for name in only.split(",")) if only else None,
+        )
+        with console.status("selftest: starting") as status:
+            report = asyncio.run(run_selftest(settings, options, ConsoleProgress(status)))
+    except SelftestAborted as exc:
+        fail(f"selftest could not run: {exc}", EXIT_USAGE)
+    console.print(render(report))
+    if json_file:
+        write_json(report, json_file)
+    if html_file:
+        write_html(report, html_file)
+    if report.verdict is not Verdict.GO:
+        raise typer.Exit(EXIT_NO_GO)
+
+
+def preflight(
+    workers: Annotated[int | None, typer.Option(help="Workers to size the pools for.")] = None,
+) -> None:
+    """Settings, packages, PostgreSQL, Redis, migrations, pool sizing and tests, as a table."""
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        results = [settings_check(str(exc))]
+    else:
+        results = asyncio.run(preflight_checks(settings, workers=workers))
+    console.print(check_table(results, title="preflight"))
+    failed = [result.name for result in results if result.result is Outcome.FAIL]
+    if failed:
+        fail(f"preflight failed: {', '.join(failed)}")
+    console.print("[green]preflight passed[/green]")

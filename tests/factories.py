@@ -1,0 +1,218 @@
+"""Small typed helpers for the tests: keys, an in-process app, CLI runs, SQL counting, problems."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from redis.asyncio import Redis
+from sqlalchemy import Text, cast, column, event, func, select, table, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from service.app import create_app
+from service.config import Settings
+from service.db import Database
+from service.keys import service
+from service.keys.format import CHECKSUM_LENGTH, KeyFormat, checksum, generate_key
+from service.keys.service import IssuedKey
+from service.ratelimit.keyspace import RedisKeyspace
+from service.state import AppState
+
+GATEKEY = Path(sys.executable).parent / "gatekey"
+TESTS_DIR = Path(__file__).resolve().parent
+PROBLEM_FIELDS = {"type", "title", "status", "detail", "code"}
+
+
+def unique_owner(label: str = "owner") -> str:
+    """An owner no other test uses, so listings can be filtered to one test's keys."""
+    return f"{label}-{uuid.uuid4().hex[:12]}"
+
+
+async def create_key(
+    database: Database,
+    settings: Settings,
+    *,
+    name: str = "test key",
+    owner: str | None = None,
+    scopes: list[str] | None = None,
+    rate_limit: str | None = None,
+    expires_in: timedelta | None = None,
+) -> IssuedKey:
+    """A key committed to the test database through the same use case the CLI calls."""
+    async with database.get_session() as session:
+        return await service.create_key(
+            session=session,
+            key_format=KeyFormat.from_settings(settings),
+            name=name,
+            owner=owner,
+            scopes=scopes,
+            rate_limit=rate_limit,
+            expires_in=expires_in,
+        )
+
+
+async def revoke_key(database: Database, key_id: uuid.UUID) -> None:
+    async with database.get_session() as session:
+        await service.revoke_key(session=session, key_id=key_id)
+
+
+async def rotate_key(
+    database: Database, settings: Settings, key_id: uuid.UUID, grace: timedelta
+) -> IssuedKey:
+    async with database.get_session() as session:
+        return await service.rotate_key(
+            session=session,
+            key_format=KeyFormat.from_settings(settings),
+            key_id=key_id,
+            grace=grace,
+        )
+
+
+def unknown_key(settings: Settings) -> str:
+    """Well formed (it passes the checksum) but never stored."""
+    return generate_key(settings.key_prefix)
+
+
+def malformed_keys(settings: Settings) -> dict[str, str]:
+    """One key per way of being malformed; each differs from a valid key in that way only."""
+    prefix = settings.key_prefix
+    valid = generate_key(prefix)
+    bad_alphabet_body = valid[: -CHECKSUM_LENGTH - 1] + "-"
+    last = valid[-1]
+    return {
+        "wrong prefix": generate_key("zz" if prefix != "zz" else "yy"),
+        "too short": valid[:-1],
+        "too long": valid + "a",
+        "bad alphabet": bad_alphabet_body + checksum(bad_alphabet_body),
+        "bad checksum": valid[:-1] + ("b" if last == "a" else "a"),
+    }
+
+
+async def forget_redis_state(database: Database, redis_url: str) -> None:
+    """Delete the limiter and usage entries of every key in the test database from Redis.
+
+    The app writes under the shared default namespace, so a run cleans up after itself.
+    """
+    keyspace = RedisKeyspace()
+    async with database.engine.connect() as connection:
+        key_ids = [
+            str(key_id) for key_id in await connection.scalars(text("SELECT id FROM api_keys"))
+        ]
+    client = Redis.from_url(redis_url)
+    try:
+        for key_id in key_ids:
+            await client.delete(keyspace.tat(key_id), keyspace.usage(key_id))
+        if key_ids:
+            await client.srem(keyspace.dirty, *key_ids)
+            await client.srem(keyspace.processing, *key_ids)
+    finally:
+        await client.aclose()
+
+
+@asynccontextmanager
+async def running_app(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """`create_app(settings)` with its lifespan running and an in-process client."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gatekey.test") as client:
+            yield app, client
+
+
+def state_of(app: FastAPI) -> AppState:
+    state: AppState = app.state.gatekey
+    return state
+
+
+@contextmanager
+def count_statements(engine: AsyncEngine) -> Iterator[list[str]]:
+    """Collect every SQL statement the engine sends while the block runs."""
+    statements: list[str] = []
+
+    def record(*args: Any) -> None:
+        statements.append(args[2])
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+
+
+def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The response is RFC 9457 problem+json with DESIGN.md's fields and the expected code."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert set(body) >= PROBLEM_FIELDS
+    assert body["status"] == status
+    assert body["code"] == code
+    assert isinstance(body["detail"], str)
+    assert body["detail"]
+    assert "Traceback" not in response.text
+    return body
+
+
+async def columns_containing(connection: AsyncConnection, needle: str) -> list[str]:
+    """`schema.table.column` of every text-like column of every user table that holds `needle`."""
+    columns = await connection.execute(
+        text(
+            "SELECT table_schema, table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') "
+            "AND data_type IN ('text', 'character varying', 'character', 'ARRAY', 'json', "
+            "'jsonb', 'USER-DEFINED') ORDER BY 1, 2, 3"
+        )
+    )
+    found = []
+    for schema, table_name, column_name in columns:
+        scanned = table(table_name, column(column_name), schema=schema)
+        hits = await connection.scalar(
+            select(func.count())
+            .select_from(scanned)
+            .where(func.strpos(cast(scanned.c[column_name], Text), needle) > 0)
+        )
+        if hits:
+            found.append(f"{schema}.{table_name}.{column_name}")
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def stderr_lines(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if line.strip()]
+
+
+def run_cli(settings: Settings, *args: str, env: dict[str, str] | None = None) -> CliResult:
+    """Run the installed `gatekey` against the test database and Redis (blocking; bounded)."""
+    environment = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "COLUMNS": "200",
+        **(env or {}),
+    }
+    completed = subprocess.run(
+        [str(GATEKEY), *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=TESTS_DIR,
+        timeout=60,
+        check=False,
+    )
+    return CliResult(completed.returncode, completed.stdout, completed.stderr)

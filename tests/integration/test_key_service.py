@@ -1,0 +1,246 @@
+"""Key use cases on real PostgreSQL, each test inside a transaction that is rolled back."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.config import Settings
+from service.errors import InvalidInput, NotFound
+from service.keys import service
+from service.keys.format import KeyFormat
+from service.keys.record import KeyRecord
+from service.keys.repository import ApiKeyRepository
+from tests.factories import columns_containing, unique_owner
+
+
+@pytest.fixture
+def key_format(settings: Settings) -> KeyFormat:
+    return KeyFormat.from_settings(settings)
+
+
+async def _create(
+    session: AsyncSession,
+    key_format: KeyFormat,
+    owner: str,
+    *,
+    scopes: list[str] | None = None,
+    rate_limit: str | None = None,
+    expires_in: timedelta | None = None,
+) -> service.IssuedKey:
+    return await service.create_key(
+        session=session,
+        key_format=key_format,
+        name="svc",
+        owner=owner,
+        scopes=scopes,
+        rate_limit=rate_limit,
+        expires_in=expires_in,
+    )
+
+
+async def test_create_stores_hash_and_metadata(
+    session: AsyncSession, key_format: KeyFormat
+) -> None:
+    before = datetime.now(UTC)
+    issued = await service.create_key(
+        session=session,
+        key_format=key_format,
+        name="  billing job  ",
+        owner="team-a",
+        scopes=["write", "admin", "write"],
+        rate_limit=" 100 / minutes ",
+        expires_in=timedelta(days=30),
+    )
+    record = issued.record
+    assert key_format.is_well_formed(issued.plaintext)
+    assert record.name == "billing job"
+    assert record.owner == "team-a"
+    assert record.scopes == ("admin", "write")
+    assert record.rate_limit == "100/minute"
+    assert record.display_prefix == issued.plaintext[:11]
+    assert record.revoked_at is None
+    assert record.replaced_by_id is None
+    assert record.expires_at is not None
+    assert timedelta(days=30) <= record.expires_at - before <= timedelta(days=30, seconds=5)
+    stored = await ApiKeyRepository(session).get_by_hash(key_format.hash(issued.plaintext))
+    assert stored is not None
+    assert stored.id == record.id
+    assert stored.key_hash == key_format.hash(issued.plaintext)
+
+
+async def test_create_rejects_bad_input(session: AsyncSession, key_format: KeyFormat) -> None:
+    owner = unique_owner()
+    with pytest.raises(InvalidInput, match="invalid rate limit '100/week'"):
+        await _create(session, key_format, owner, rate_limit="100/week")
+    with pytest.raises(InvalidInput, match="invalid scope 'Admin'"):
+        await _create(session, key_format, owner, scopes=["Admin"])
+    with pytest.raises(InvalidInput, match="name must be 1 to 200 characters"):
+        await service.create_key(session=session, key_format=key_format, name="   ")
+    assert await service.list_keys(session=session, owner=owner, include_inactive=True) == []
+
+
+async def test_plaintext_is_in_no_table(session: AsyncSession, key_format: KeyFormat) -> None:
+    issued = await _create(session, key_format, unique_owner(), scopes=["admin"])
+    connection = await session.connection()
+    random_part = issued.plaintext[len(key_format.prefix) + 1 :]
+    assert await columns_containing(connection, issued.plaintext) == []
+    assert await columns_containing(connection, random_part) == []
+    assert await columns_containing(connection, random_part[8:]) == []
+    # The scan does find what is stored: the hash, and the display prefix.
+    assert await columns_containing(connection, key_format.hash(issued.plaintext)) == [
+        "public.api_keys.key_hash"
+    ]
+    assert "public.api_keys.display_prefix" in await columns_containing(
+        connection, issued.record.display_prefix
+    )
+
+
+async def test_list_hides_revoked_and_expired_unless_all(
+    session: AsyncSession, key_format: KeyFormat
+) -> None:
+    owner = unique_owner()
+    active = await _create(session, key_format, owner)
+    revoked = await _create(session, key_format, owner)
+    expired = await _create(session, key_format, owner, expires_in=timedelta(hours=1))
+    other_owner = await _create(session, key_format, unique_owner())
+    await service.revoke_key(session=session, key_id=revoked.record.id)
+    await session.execute(
+        text("UPDATE api_keys SET expires_at = now() - interval '1 minute' WHERE id = :id"),
+        {"id": expired.record.id},
+    )
+
+    listed = await service.list_keys(session=session, owner=owner)
+    assert [r.id for r in listed] == [active.record.id]
+    listed_all = await service.list_keys(session=session, owner=owner, include_inactive=True)
+    assert {r.id for r in listed_all} == {active.record.id, revoked.record.id, expired.record.id}
+    assert other_owner.record.id in {r.id for r in await service.list_keys(session=session)}
+
+
+async def test_get_unknown_key_is_not_found(session: AsyncSession) -> None:
+    missing = uuid.uuid4()
+    with pytest.raises(NotFound) as caught:
+        await service.get_key(session=session, key_id=missing)
+    assert caught.value.code == "NOT_FOUND"
+    assert caught.value.message == f"no key with id {missing}"
+    for use_case in (service.revoke_key, service.update_key):
+        with pytest.raises(NotFound):
+            await use_case(session=session, key_id=missing)
+
+
+async def test_show_returns_what_create_returned(
+    session: AsyncSession, key_format: KeyFormat
+) -> None:
+    issued = await _create(session, key_format, unique_owner(), scopes=["read"])
+    assert await service.get_key(session=session, key_id=issued.record.id) == issued.record
+
+
+async def test_revoke_takes_effect_now_and_keeps_the_first_time(
+    session: AsyncSession, key_format: KeyFormat
+) -> None:
+    issued = await _create(session, key_format, unique_owner())
+    first = await service.revoke_key(session=session, key_id=issued.record.id)
+    assert first.revoked_at is not None
+    assert first.status(datetime.now(UTC)) == "REVOKED"
+    second = await service.revoke_key(session=session, key_id=issued.record.id)
+    assert second.revoked_at == first.revoked_at
+
+
+async def _rotate(
+    session: AsyncSession, key_format: KeyFormat, key_id: uuid.UUID, grace: timedelta
+) -> tuple[service.IssuedKey, KeyRecord]:
+    issued = await service.rotate_key(
+        session=session, key_format=key_format, key_id=key_id, grace=grace
+    )
+    return issued, await service.get_key(session=session, key_id=key_id)
+
+
+async def test_rotate_with_grace_keeps_old_key_until_grace_ends(
+    session: AsyncSession, key_format: KeyFormat
+) -> None:
+    original = await _create(
+        session, key_format, unique_owner(), scopes=["read"], rate_limit="5/second"
+    )
+    before = datetime.now(UTC)
+    successor, old = await _rotate(session, key_format, original.record.id, timedelta(hours=24))
+
+    assert successor.plaintext != original.plaintext
+    assert key_format.is_well_formed(successor.plaintext)
+    new = successor.record
+    assert (new.name, new.owner, new.scopes, new.rate_limit) == (
+        "svc",
+        original.record.owner,
+        ("read",),
+        "5/second",
+    )
+    assert old.replaced_by_id == new.id
+    assert old.revoked_at is not None
+    assert timedelta(hours=24) <= old.revoked_at - before <= timedelta(hours=24, seconds=5)
+    assert old.status(datetime.now(UTC)) == "VALID"
+    assert old.status(old.revoked_at - timedelta(microseconds=1)) == "VALID"
+    assert old.status(old.revoked_at) == "REVOKED"
+    assert new.status(old.revoked_at + timedelta(days=1)) == "VALID"
+    listed = await service.list_keys(session=session, owner=original.record.owner)
+    assert {r.id for r in listed} == {original.record.id, new.id}
+
+
+async def test_rotate_without_grace_revokes_old_key_at_once(
+    session: AsyncSession, key_format: KeyFormat
+) -> None:
+    original = await _create(session, key_format, unique_owner())
+    successor, old = await _rotate(session, key_format, original.record.id, timedelta(0))
+    assert old.status(datetime.now(UTC)) == "REVOKED"
+    assert successor.record.status(datetime.now(UTC)) == "VALID"
+    listed = await service.list_keys(session=session, owner=original.record.owner)
+    assert [r.id for r in listed] == [successor.record.id]
+
+
+async def test_rotate_refuses_a_revoked_key(session: AsyncSession, key_format: KeyFormat) -> None:
+    original = await _create(session, key_format, unique_owner())
+    await service.revoke_key(session=session, key_id=original.record.id)
+    with pytest.raises(InvalidInput, match="is revoked or expired and cannot be rotated"):
+        await _rotate(session, key_format, original.record.id, timedelta(0))
+    with pytest.raises(NotFound):
+        await _rotate(session, key_format, uuid.uuid4(), timedelta(0))
+
+
+async def test_update_changes_only_given_fields(
+    session: AsyncSession, key_format: KeyFormat
+) -> None:
+    original = await _create(session, key_format, unique_owner(), scopes=["read"])
+    updated = await service.update_key(
+        session=session, key_id=original.record.id, rate_limit="10/hours"
+    )
+    assert updated.rate_limit == "10/hour"
+    assert (updated.name, updated.owner, updated.scopes) == (
+        original.record.name,
+        original.record.owner,
+        ("read",),
+    )
+    renamed = await service.update_key(
+        session=session, key_id=original.record.id, name="renamed", scopes=["b", "a"], owner="x"
+    )
+    assert (renamed.name, renamed.owner, renamed.scopes, renamed.rate_limit) == (
+        "renamed",
+        "x",
+        ("a", "b"),
+        "10/hour",
+    )
+    assert await service.get_key(session=session, key_id=original.record.id) == renamed
+
+
+async def test_update_rejects_bad_values_and_changes_nothing(
+    session: AsyncSession, key_format: KeyFormat
+) -> None:
+    original = await _create(session, key_format, unique_owner(), rate_limit="1/second")
+    with pytest.raises(InvalidInput, match="invalid rate limit 'lots'"):
+        await service.update_key(session=session, key_id=original.record.id, rate_limit="lots")
+    await session.rollback()
+    with pytest.raises(InvalidInput, match="invalid scope"):
+        await service.update_key(session=session, key_id=original.record.id, scopes=["no spaces"])
+    await session.rollback()
+    assert await service.get_key(session=session, key_id=original.record.id) == original.record

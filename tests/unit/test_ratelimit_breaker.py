@@ -1,0 +1,116 @@
+"""Circuit breaker transitions, the three Redis-error policies, and the factory's choices."""
+
+from __future__ import annotations
+
+import pytest
+from redis.asyncio import Redis
+
+from service.config import RateLimitBackend, RedisErrorPolicy, Settings
+from service.ratelimit.breaker import CircuitBreaker
+from service.ratelimit.fallback import make_fallback
+from service.ratelimit.limiter import create_limiter
+from service.ratelimit.memory import MemoryRateLimiter
+from service.ratelimit.policy import RateLimitPolicy
+from service.ratelimit.redis_limiter import RedisRateLimiter
+
+POLICY = RateLimitPolicy(100, 60)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 50.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_breaker_opens_probes_once_per_cooldown_and_closes_on_success() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(cooldown_s=0.5, clock=clock)
+    assert (breaker.state, breaker.allow(), breaker.seconds_until_probe()) == ("closed", True, 0.0)
+
+    assert breaker.record_failure() is True
+    assert breaker.state == "open"
+    assert breaker.allow() is False
+    clock.now += 0.2
+    assert breaker.seconds_until_probe() == pytest.approx(0.3)
+    assert breaker.allow() is False
+
+    clock.now += 0.3
+    assert breaker.allow() is True  # the probe
+    assert breaker.state == "half_open"
+    assert breaker.allow() is False  # only one per cooldown
+
+    assert breaker.record_failure() is False  # was not closed: re-opens quietly
+    assert breaker.state == "open"
+    clock.now += 0.49
+    assert breaker.allow() is False
+    clock.now += 0.01
+    assert breaker.allow() is True
+    assert breaker.record_success() is True
+    assert (breaker.state, breaker.allow()) == ("closed", True)
+    assert breaker.record_success() is False
+
+
+def test_a_probe_that_never_reports_does_not_block_the_next_one() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(cooldown_s=1.0, clock=clock)
+    breaker.record_failure()
+    clock.now += 1.0
+    assert breaker.allow() is True
+    clock.now += 1.0
+    assert breaker.allow() is True
+
+
+def test_local_fallback_enforces_the_workers_share() -> None:
+    fallback = make_fallback(
+        RedisErrorPolicy.LOCAL, worker_count=4, breaker=CircuitBreaker(cooldown_s=1)
+    )
+    decisions = [fallback("k", POLICY) for _ in range(60)]
+    assert sum(d.allowed for d in decisions) == 25
+    assert all(d.is_fallback and d.limit == 25 for d in decisions)
+
+
+def test_allow_and_deny_fallbacks() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(cooldown_s=0.5, clock=clock)
+    breaker.record_failure()
+    clock.now += 0.25
+    allow = make_fallback(RedisErrorPolicy.ALLOW, worker_count=2, breaker=breaker)("k", POLICY)
+    deny = make_fallback(RedisErrorPolicy.DENY, worker_count=2, breaker=breaker)("k", POLICY)
+    assert (allow.allowed, allow.remaining, allow.is_fallback) == (True, 100, True)
+    assert (deny.allowed, deny.remaining, deny.is_fallback) == (False, 0, True)
+    assert deny.retry_after_s == deny.reset_s == 0.25
+
+
+async def test_open_breaker_decides_without_touching_redis() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(cooldown_s=0.5, clock=clock)
+    breaker.record_failure()
+    decisions: list[str] = []
+    # Port 9 (discard) is never contacted: the open breaker answers first.
+    limiter = RedisRateLimiter(
+        Redis(host="127.0.0.1", port=9),
+        timeout=0.05,
+        breaker=breaker,
+        fallback=make_fallback(RedisErrorPolicy.LOCAL, worker_count=2, breaker=breaker),
+        on_decision=decisions.append,
+    )
+    results = [await limiter.hit("k", POLICY) for _ in range(60)]
+    assert sum(d.allowed for d in results) == 50
+    assert all(d.is_fallback for d in results)
+    assert decisions == ["fallback"] * 60
+    assert limiter.health() == "degraded"
+    await limiter.aclose()
+
+
+def test_factory_builds_the_configured_backend() -> None:
+    memory = create_limiter(
+        Settings(rate_limit_backend=RateLimitBackend.MEMORY), redis=None, worker_count=1
+    )
+    assert isinstance(memory, MemoryRateLimiter)
+    with pytest.raises(ValueError, match="needs a Redis client"):
+        create_limiter(Settings(), redis=None, worker_count=1)
+    redis_limiter = create_limiter(Settings(), redis=Redis(port=9), worker_count=3)
+    assert isinstance(redis_limiter, RedisRateLimiter)
+    assert redis_limiter.health() == "ok"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -36,6 +37,8 @@ class KeyVerifier:
         self._ttl = ttl
         self._clock = clock
         self._cache: dict[str, tuple[float, KeyRecord | None]] = {}
+        self._inflight: dict[str, asyncio.Task[KeyRecord | None]] = {}
+        self._generation = 0
         self._on_cache = on_cache
 
     async def verify(self, key: str) -> KeyRecord:
@@ -50,20 +53,41 @@ class KeyVerifier:
         return record
 
     async def _lookup(self, key_hash: str) -> KeyRecord | None:
-        now = self._clock()
         cached = self._cache.get(key_hash)
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] > self._clock():
             self._on_cache("hit")
             return cached[1]
         self._on_cache("miss")
+        # Single flight: when an entry expires under load, every concurrent request for that key
+        # would otherwise query at once and queue on the pool. The query runs as its own task,
+        # so a caller that disconnects does not cancel it for the others.
+        fetch = self._inflight.get(key_hash)
+        if fetch is None:
+            fetch = asyncio.create_task(self._fetch(key_hash, self._generation))
+            self._inflight[key_hash] = fetch
+            fetch.add_done_callback(lambda task: self._finish(key_hash, task))
+        return await asyncio.shield(fetch)
+
+    async def _fetch(self, key_hash: str, generation: int) -> KeyRecord | None:
+        started_at = self._clock()
         async with self._database.get_session() as session:
             model = await ApiKeyRepository(session).get_by_hash(key_hash)
             record = KeyRecord.from_model(model) if model is not None else None
-        if len(self._cache) >= _MAX_CACHED:
-            self._cache.clear()
-        self._cache[key_hash] = (now + self._ttl, record)
+        # A change announced while the query ran may not be in its result: do not cache it.
+        if generation == self._generation:
+            if len(self._cache) >= _MAX_CACHED:
+                self._cache.clear()
+            self._cache[key_hash] = (started_at + self._ttl, record)
         return record
+
+    def _finish(self, key_hash: str, task: asyncio.Task[KeyRecord | None]) -> None:
+        if self._inflight.get(key_hash) is task:
+            del self._inflight[key_hash]
+        if not task.cancelled():
+            task.exception()  # retrieved here too, in case every waiter went away
 
     def invalidate(self) -> None:
         """Forget every cached result (used when another process announces a key change)."""
+        self._generation += 1
         self._cache.clear()
+        self._inflight.clear()

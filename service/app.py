@@ -17,12 +17,14 @@ from service.db import Database
 from service.guard import Guard
 from service.keys import admin_router, router
 from service.keys.events import RedisKeyChangePublisher, listen_for_key_changes
+from service.keys.fastpath import KeyFastPath, document_fast_routes
 from service.keys.format import KeyFormat
 from service.keys.verifier import KeyVerifier
 from service.metrics import (
     Metrics,
     RequestMetricsMiddleware,
     create_metrics,
+    label_incrementer,
     metrics_endpoint,
     run_resource_sampler,
 )
@@ -68,7 +70,7 @@ async def open_state(
         settings,
         redis=redis,
         worker_count=worker_count,
-        on_decision=lambda decision: metrics.ratelimit_decisions.labels(decision).inc(),
+        on_decision=label_incrementer(metrics.ratelimit_decisions),
         keyspace=keyspace,
     )
     key_format = KeyFormat.from_settings(settings)
@@ -76,13 +78,13 @@ async def open_state(
         database,
         key_format,
         ttl=settings.key_cache_ttl,
-        on_cache=lambda outcome: metrics.key_cache_requests.labels(outcome).inc(),
+        on_cache=label_incrementer(metrics.key_cache_requests),
     )
     guard = Guard(
         verifier,
         limiter,
         parse_rate_limit(settings.rate_limit_default),
-        on_result=lambda result: metrics.key_verifications.labels(result).inc(),
+        on_result=label_incrementer(metrics.key_verifications),
     )
     jobs: list[Job] = [lambda stop: run_resource_sampler(metrics, stop)]
     if redis is not None:
@@ -133,12 +135,21 @@ def create_app(settings: Settings, *, worker_count: int = 1) -> FastAPI:
             gc.freeze()
             yield
 
-    app = FastAPI(title="gatekey", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="gatekey",
+        version="0.1.0",
+        lifespan=lifespan,
+        # FastAPI's own telemetry reads the environment on every request; Prometheus covers it.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+    )
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(router.router)
     app.include_router(usage_router.router)
     app.include_router(admin_router.router)
     app.add_route("/metrics", metrics_endpoint(metrics), methods=["GET"], include_in_schema=False)
-    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+    app.add_middleware(KeyFastPath)
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)  # outermost: counts everything
+    fastapi_openapi = app.openapi
+    app.openapi = lambda: document_fast_routes(fastapi_openapi())  # type: ignore[method-assign]
     return app

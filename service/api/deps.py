@@ -8,13 +8,15 @@ from typing import Annotated
 from fastapi import Depends, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.api.credentials import presented_key
 from service.api.problems import ratelimit_headers
-from service.errors import Forbidden, KeyRejected
+from service.errors import Forbidden
 from service.keys.record import KeyRecord
 from service.state import AppState
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
+    # async: FastAPI runs a plain `def` dependency in a thread, a hop on every request.
     state: AppState = request.app.state.gatekey
     return state
 
@@ -30,21 +32,9 @@ async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
-def presented_key(request: Request) -> str:
-    """The key from `X-API-Key` or `Authorization: Bearer`; raises `MISSING_KEY` when absent."""
-    key = request.headers.get("x-api-key")
-    if key is None:
-        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and credentials:
-            key = credentials.strip()
-    if not key:
-        raise KeyRejected("MISSING_KEY", "send the key in X-API-Key or Authorization: Bearer")
-    return key
-
-
 async def get_principal(request: Request, response: Response, state: StateDep) -> KeyRecord:
     """The verified key behind the request; one unit of its limit is spent."""
-    admission = await state.guard.admit(presented_key(request))
+    admission = await state.guard.admit(presented_key(request.scope["headers"]))
     response.headers.update(ratelimit_headers(admission.decision))
     return admission.record
 

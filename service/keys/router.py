@@ -1,4 +1,4 @@
-"""Key-taking endpoints for clients and gateways: whoami, verify, forward-auth."""
+"""`POST /v1/keys/verify` for other services (whoami and forward-auth live in `fastpath`)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import math
 
 from fastapi import APIRouter, Response
 
-from service.api.deps import PrincipalDep, StateDep
+from service.api.deps import StateDep
 from service.api.problems import ratelimit_headers
 from service.errors import KeyRejected
 from service.guard import RateLimited
-from service.keys.schemas import RateLimitInfo, VerifyRequest, VerifyResult, WhoAmI
+from service.keys.schemas import RateLimitInfo, VerifyRequest, VerifyResult
 from service.ratelimit.decision import RateLimitDecision
 
 router = APIRouter(prefix="/v1", tags=["keys"])
@@ -20,27 +20,6 @@ def _ratelimit_info(decision: RateLimitDecision) -> RateLimitInfo:
     return RateLimitInfo(
         limit=decision.limit, remaining=decision.remaining, reset=math.ceil(decision.reset_s)
     )
-
-
-@router.get("/whoami")
-async def whoami(principal: PrincipalDep, state: StateDep) -> WhoAmI:
-    """The calling key's identity, scopes and limit."""
-    return WhoAmI(
-        id=principal.id,
-        name=principal.name,
-        display_prefix=principal.display_prefix,
-        owner=principal.owner,
-        scopes=list(principal.scopes),
-        rate_limit=str(state.guard.policy_for(principal)),
-        expires_at=principal.expires_at,
-    )
-
-
-@router.get("/auth", status_code=200)
-async def forward_auth(principal: PrincipalDep, response: Response) -> None:
-    """Forward-auth target (nginx auth_request, Traefik ForwardAuth, Envoy ext_authz)."""
-    response.headers["X-Gatekey-Key-Id"] = str(principal.id)
-    response.headers["X-Gatekey-Owner"] = principal.owner or ""
 
 
 @router.post("/keys/verify")

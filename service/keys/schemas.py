@@ -93,3 +93,15 @@ class WhoAmI(BaseModel):
     scopes: list[str]
     rate_limit: str
     expires_at: datetime | None
+
+    @classmethod
+    def of(cls, record: KeyRecord, rate_limit: str) -> WhoAmI:
+        return cls(
+            id=record.id,
+            name=record.name,
+            display_prefix=record.display_prefix,
+            owner=record.owner,
+            scopes=list(record.scopes),
+            rate_limit=rate_limit,
+            expires_at=record.expires_at,
+        )

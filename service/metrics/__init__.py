@@ -4,7 +4,7 @@ from service.metrics.exposition import metrics_endpoint, render_metrics
 from service.metrics.middleware import RequestMetricsMiddleware
 from service.metrics.multiprocess import mark_worker_dead, prepare_multiprocess_dir
 from service.metrics.pool import InstrumentedAsyncQueuePool, instrument_engine
-from service.metrics.registry import Metrics, create_metrics
+from service.metrics.registry import Metrics, create_metrics, label_incrementer
 from service.metrics.resources import run_resource_sampler
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "RequestMetricsMiddleware",
     "create_metrics",
     "instrument_engine",
+    "label_incrementer",
     "mark_worker_dead",
     "metrics_endpoint",
     "prepare_multiprocess_dir",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -144,3 +145,16 @@ def create_metrics() -> Metrics:
     if pid not in _process_metrics:
         _process_metrics[pid] = Metrics(None)
     return _process_metrics[pid]
+
+
+def label_incrementer(counter: Counter) -> Callable[[str], None]:
+    """`counter.labels(value).inc()` with each label's child looked up once, not per call."""
+    children: dict[str, Counter] = {}
+
+    def inc(value: str) -> None:
+        child = children.get(value)
+        if child is None:
+            child = children[value] = counter.labels(value)
+        child.inc()
+
+    return inc

@@ -56,11 +56,13 @@ async def revoke(ctx: Context) -> CheckResult:
     traffic = asyncio.create_task(
         hammer(ctx.deployment.url, lambda: call, concurrency=8, stop=stop)
     )
-    await ctx.cli.revoke_key(created.id)
-    revoked_at = time.monotonic()
-    await asyncio.sleep(_REVOKE_OBSERVE_S)
-    stop.set()
-    replies = await traffic
+    try:
+        await ctx.cli.revoke_key(created.id)
+        revoked_at = time.monotonic()
+        await asyncio.sleep(_REVOKE_OBSERVE_S)
+    finally:
+        stop.set()
+        replies = await traffic
     late = [r for r in replies if r.sent_at >= revoked_at + REVOKE_DEADLINE_S]
     accepted_after = [
         r.sent_at - revoked_at for r in replies if r.sent_at >= revoked_at and r.status == 200

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from service.config import Settings
 from service.selftest.dbprobe import DatabaseProbe
@@ -22,28 +22,22 @@ KEY_LIMITS = {
 }
 
 
-@dataclass
-class Context:
-    settings: Settings
-    deployment: Deployment
-    cli: GatekeyCli
-    probe: DatabaseProbe
-    workers: int
-    expected_workers: int | None = None
-    run_id: str = field(default_factory=lambda: secrets.token_hex(3))
-    _keys: dict[str, asyncio.Task[CreatedKey]] = field(default_factory=dict)
+class KeyShelf:
+    """Test keys made through the CLI, started early: each CLI run costs a second or more."""
+
+    def __init__(self, cli: GatekeyCli) -> None:
+        self._cli = cli
+        self._run_id = secrets.token_hex(3)
+        self._keys: dict[str, asyncio.Task[CreatedKey]] = {}
 
     def prefetch(self, purposes: set[str]) -> None:
-        """Start creating keys through the CLI at once; each CLI start costs about a second."""
-        for purpose in sorted(purposes):
-            if purpose not in self._keys:
-                self._keys[purpose] = asyncio.ensure_future(
-                    self.cli.create_key(
-                        f"selftest-{self.run_id}-{purpose}", rate_limit=KEY_LIMITS[purpose]
-                    )
-                )
+        for purpose in sorted(purposes - set(self._keys)):
+            name = f"selftest-{self._run_id}-{purpose}"
+            self._keys[purpose] = asyncio.ensure_future(
+                self._cli.create_key(name, rate_limit=KEY_LIMITS[purpose])
+            )
 
-    async def key(self, purpose: str) -> CreatedKey:
+    async def get(self, purpose: str) -> CreatedKey:
         self.prefetch({purpose})
         return await self._keys[purpose]
 
@@ -51,3 +45,20 @@ class Context:
         for task in self._keys.values():
             task.cancel()
         await asyncio.gather(*self._keys.values(), return_exceptions=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    deployment: Deployment
+    cli: GatekeyCli
+    probe: DatabaseProbe
+    keys: KeyShelf
+    expected_workers: int | None = None
+
+    @property
+    def settings(self) -> Settings:
+        """The deployment's settings, as the operator's environment gives them to the CLI."""
+        return self.cli.settings
+
+    async def key(self, purpose: str) -> CreatedKey:
+        return await self.keys.get(purpose)

@@ -1,4 +1,4 @@
-"""Load generation: Locust run headless in its own process, its CSV summary parsed.
+"""Load generation: Locust run headless in its own process, its JSON summary parsed.
 
 Locust never runs in the server's process nor in the self-test's: a separate process keeps its
 gevent loop and CPU use apart. One Locust process per step; on a 2-core machine one generator
@@ -10,14 +10,17 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 import os
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 from service.selftest.model import SelftestAborted
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+STOP_AFTER_ENV = "GATEKEY_STOP_AFTER"  # read by the locustfile, which this process never imports
 # Locust needs a moment to import and spawn; beyond this the step is declared hung.
 _STARTUP_GRACE_S = 30.0
 
@@ -32,69 +35,77 @@ class LocustStats:
     p50_ms: float
     p95_ms: float
     p99_ms: float
+    top_failure: str = ""
 
     @property
     def error_rate(self) -> float:
         return self.failures / self.requests if self.requests else 0.0
 
 
-def parse_locust_csv(text: str) -> LocustStats:
-    """Read the `Aggregated` row of Locust's `<prefix>_stats.csv`."""
-    for row in csv.DictReader(io.StringIO(text)):
-        if row.get("Name") == "Aggregated":
-            return LocustStats(
-                requests=int(row["Request Count"]),
-                failures=int(row["Failure Count"]),
-                rps=float(row["Requests/s"]),
-                p50_ms=_number(row["50%"]),
-                p95_ms=_number(row["95%"]),
-                p99_ms=_number(row["99%"]),
-            )
-    raise SelftestAborted("Locust wrote no aggregated statistics")
+def percentile(times: dict[float, int], fraction: float) -> float:
+    """Locust's own percentile of a histogram of rounded response times (ms -> count)."""
+    total = sum(times.values())
+    processed = 0
+    for ms in sorted(times, reverse=True):
+        processed += times[ms]
+        if total - processed <= int(total * fraction):
+            return ms
+    return 0.0
 
 
-def _number(text: str) -> float:
-    # Locust writes "N/A" for percentiles of a run without a single request.
-    return float(text) if text not in ("", "N/A") else 0.0
+def top_failure(failures_csv: str) -> str:
+    """The most frequent failure in Locust's `<prefix>_failures.csv`, e.g. `GET /v1/usage: ...`."""
+    rows = list(csv.DictReader(io.StringIO(failures_csv)))
+    if not rows:
+        return ""
+    top = max(rows, key=lambda row: int(row["Occurrences"]))
+    return f"{top['Method']} {top['Name']}: {top['Error']} ×{top['Occurrences']}"[:200]
 
 
-def locust_command(*, url: str, users: int, duration_s: float, csv_prefix: Path) -> list[str]:
+def parse_locust_json(text: str, *, failures_csv: str = "") -> LocustStats:
+    """Aggregate Locust's `--json-file` entries. Its CSV is a snapshot taken every second and
+    misses the last second of a run; the JSON is written once the run has stopped."""
+    entries = json.loads(text)
+    if not entries:
+        raise SelftestAborted("Locust made no request")
+    times: Counter[float] = Counter()
+    for entry in entries:
+        times.update({float(ms): count for ms, count in entry["response_times"].items()})
+    requests = sum(entry["num_requests"] for entry in entries)
+    elapsed = max(e["last_request_timestamp"] for e in entries) - min(
+        e["start_time"] for e in entries
+    )
+    return LocustStats(
+        requests=requests,
+        failures=sum(entry["num_failures"] for entry in entries),
+        rps=requests / elapsed if elapsed > 0 else 0.0,
+        p50_ms=percentile(times, 0.50),
+        p95_ms=percentile(times, 0.95),
+        p99_ms=percentile(times, 0.99),
+        top_failure=top_failure(failures_csv),
+    )
+
+
+def locust_command(*, url: str, users: int, duration_s: float, report: Path) -> list[str]:
+    """Headless, every user at once, statistics from when they all run; `duration_s` caps it."""
     return [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(LOCUSTFILE),
-        "--headless",
-        "--host",
-        url,
-        "--users",
-        str(users),
-        "--spawn-rate",
-        str(users),
-        "--run-time",
-        f"{max(1, round(duration_s))}s",
-        "--stop-timeout",
-        "2",
-        "--csv",
-        str(csv_prefix),
-        "--only-summary",
-        "--reset-stats",
-        "--loglevel",
-        "ERROR",
-        "--exit-code-on-error",
-        "0",
-    ]
+        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
+        "--host", url, "--users", str(users), "--spawn-rate", str(users),
+        "--run-time", f"{max(1, round(duration_s))}s", "--stop-timeout", "2",
+        "--json-file", str(report), "--csv", str(report), "--only-summary", "--reset-stats",
+        "--loglevel", "ERROR", "--exit-code-on-error", "0",
+    ]  # fmt: skip
 
 
 async def run_locust(
-    *, url: str, key: str, users: int, duration_s: float, workdir: Path
+    *, url: str, key: str, users: int, duration_s: float, stop_after: int | None, workdir: Path
 ) -> LocustStats:
-    """Run one load step to completion and return its aggregated statistics."""
-    prefix = workdir / f"locust_{users}u"
+    """Run one load step, for `duration_s` or until `stop_after` requests, and return its
+    aggregated statistics."""
+    report = workdir / f"locust_{users}u"  # Locust adds ".json", "_failures.csv"...
     process = await asyncio.create_subprocess_exec(
-        *locust_command(url=url, users=users, duration_s=duration_s, csv_prefix=prefix),
-        env={**os.environ, "GATEKEY_KEY": key},
+        *locust_command(url=url, users=users, duration_s=duration_s, report=report),
+        env={**os.environ, "GATEKEY_KEY": key, STOP_AFTER_ENV: str(stop_after or "")},
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -106,8 +117,11 @@ async def run_locust(
         process.kill()
         await process.wait()
         raise SelftestAborted(f"Locust did not finish a {duration_s:.0f} s step") from None
-    stats_file = prefix.with_name(prefix.name + "_stats.csv")
+    stats_file = report.with_name(report.name + ".json")
     if not stats_file.exists():
         last = (stderr.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
         raise SelftestAborted(f"Locust failed (exit {process.returncode}): {last}")
-    return parse_locust_csv(stats_file.read_text())
+    failures = report.with_name(report.name + "_failures.csv")
+    return parse_locust_json(
+        stats_file.read_text(), failures_csv=failures.read_text() if failures.exists() else ""
+    )

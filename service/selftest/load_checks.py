@@ -27,6 +27,7 @@ class LoadRun:
     """One load step: Locust's summary plus the deployment seen before, during and after it."""
 
     users: int
+    duration_s: float
     stats: LocustStats
     before: Sample
     samples: list[Sample]
@@ -47,7 +48,7 @@ def _cpu_percent(first: Sample, last: Sample) -> float:
     return round(100 * used / elapsed, 1)
 
 
-def load_step(run: LoadRun, duration_s: float) -> LoadStep:
+def load_step(run: LoadRun) -> LoadStep:
     stats, during = run.stats, run.during
     return LoadStep(
         users=run.users,
@@ -58,10 +59,11 @@ def load_step(run: LoadRun, duration_s: float) -> LoadStep:
         p99_ms=stats.p99_ms,
         error_rate=round(stats.error_rate, 6),
         failures=stats.failures,
-        duration_s=duration_s,
+        duration_s=round(run.duration_s, 1),
         worker_cpu_percent=_cpu_percent(during[0], during[-1]),
         worker_rss_mb=round(max(max(s.rss_bytes.values(), default=0) for s in during) / MB, 1),
         db_connections=max(s.db.connections for s in during),
+        top_failure=stats.top_failure,
     )
 
 
@@ -81,6 +83,7 @@ def step_check(step: LoadStep) -> CheckResult:
             "workers_cpu_percent": step.worker_cpu_percent,
             "worker_rss_mb": step.worker_rss_mb,
             "db_connections": step.db_connections,
+            **({"top_failure": step.top_failure} if step.top_failure else {}),
         },
         criterion=f"error rate < 0.1 % over ≥ {MIN_STEP_REQUESTS} requests",
         fix=fixes.ERRORS if step.error_rate >= MAX_ERROR_RATE else "run a longer --duration",
@@ -109,7 +112,7 @@ def worker_resources(runs: list[LoadRun]) -> CheckResult:
     with_cpu = {pid for run in runs for s in run.during for pid in s.cpu_seconds}
     figures: dict[str, Figure] = {"workers": len(pids)}
     for run in runs:
-        step = load_step(run, 0.0)
+        step = load_step(run)
         figures[f"cpu_percent_{run.users}u"] = step.worker_cpu_percent
         figures[f"max_rss_mb_{run.users}u"] = step.worker_rss_mb
     return judge(
@@ -122,10 +125,14 @@ def worker_resources(runs: list[LoadRun]) -> CheckResult:
     )
 
 
-def db_connections(runs: list[LoadRun], *, workers: int, per_worker: int) -> CheckResult:
+def db_connections(
+    runs: list[LoadRun], *, per_worker: int, expected_workers: int | None = None
+) -> CheckResult:
+    """The bound counts the workers seen under load (`expected_workers` when none reports)."""
     peak = max(s.db.connections for run in runs for s in run.during)
     idle_in_tx = max(run.after.db.idle_in_transaction for run in runs)
-    bound = workers * per_worker
+    seen = max(len(s.rss_bytes) for run in runs for s in run.during)
+    bound = (seen or expected_workers or 1) * per_worker
     return judge(
         Phase.FULL_STACK,
         "db-connections",

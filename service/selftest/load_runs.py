@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from service.selftest import load_checks
@@ -27,32 +29,37 @@ LOAD_CHECKS = (
 SETTLE_S = 3.0
 
 
+@dataclass(frozen=True, slots=True)
+class LoadPlan:
+    """Users per step; each step lasts `duration_s`, or ends after `stop_after` requests."""
+
+    users: tuple[int, ...]
+    duration_s: float
+    stop_after: int | None = None
+
+
 async def run_load_steps(
-    ctx: Context,
-    users: tuple[int, ...],
-    duration_s: float,
-    workdir: Path,
-    *,
-    started: float,
-    progress: Callable[[str], None],
+    ctx: Context, plan: LoadPlan, workdir: Path, *, started: float, progress: Callable[[str], None]
 ) -> list[LoadRun]:
     key = (await ctx.key("load")).key
     sampler = Sampler(ctx.deployment.scrape, ctx.probe.activity, started_at=started)
     runs = []
-    for count in users:
-        progress(f"load: {count} users for {duration_s:g} s")
+    for users in plan.users:
+        progress(f"load: {users} users for {plan.duration_s:g} s")
         before = await sampler.sample()
         done = asyncio.Event()
         sampling = asyncio.create_task(sampler.sample_until(done))
         try:
             stats = await run_locust(
-                url=ctx.deployment.url, key=key, users=count, duration_s=duration_s, workdir=workdir
-            )
+                url=ctx.deployment.url, key=key, users=users, duration_s=plan.duration_s,
+                stop_after=plan.stop_after, workdir=workdir,
+            )  # fmt: skip
         finally:
             done.set()
             samples = await sampling
+        duration_s = time.monotonic() - started - before.t_s
         after = await sampler.settle(SETTLE_S)
-        runs.append(LoadRun(count, stats, before, samples, after))
+        runs.append(LoadRun(users, duration_s, stats, before, samples, after))
     return runs
 
 
@@ -69,17 +76,18 @@ def judge_load(
     ctx: Context,
     runs: list[LoadRun],
     chosen: frozenset[str],
-    duration_s: float,
     baseline: tuple[LoadStep, ...],
 ) -> tuple[list[CheckResult], list[LoadStep]]:
     """The chosen load-fed checks, in checklist order, and the steps for the report."""
-    steps = [load_checks.load_step(run, duration_s) for run in runs]
+    steps = [load_checks.load_step(run) for run in runs]
     per_worker = ctx.settings.database_pool_size + ctx.settings.database_pool_max_overflow
     judges: dict[str, Callable[[], list[CheckResult]]] = {
         "pool-returns-to-zero": lambda: [load_checks.pool_returns_to_zero(runs)],
         "worker-resources": lambda: [load_checks.worker_resources(runs)],
         "db-connections": lambda: [
-            load_checks.db_connections(runs, workers=ctx.workers, per_worker=per_worker)
+            load_checks.db_connections(
+                runs, per_worker=per_worker, expected_workers=ctx.expected_workers
+            )
         ],
         "pool-exhaustion": lambda: [load_checks.pool_exhaustion(runs)],
         "error-rate": lambda: [load_checks.error_rate(runs)],

@@ -2,17 +2,48 @@
 
 Only ever imported by a Locust process (importing locust monkey-patches the process with gevent).
 The key comes from `GATEKEY_KEY`; give it a limit it never reaches, e.g. `1000000/minute`.
+`GATEKEY_STOP_AFTER=N` ends the run once N requests were made after every user started.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
-from locust import FastHttpUser, constant, task
+import gevent
+from locust import FastHttpUser, constant, events, task
+from locust.env import Environment
 
 # Well-formed keys that exist nowhere: each one misses every worker's verification cache, so the
 # load exercises the database path, not only cached hits.
 from service.keys.format import generate_key
+
+STOP_AFTER_ENV = "GATEKEY_STOP_AFTER"
+
+
+@events.init.add_listener  # type: ignore[untyped-decorator]  # locust's events are untyped
+def stop_after_requests(environment: Environment, **_: Any) -> None:
+    """The self-test's --quick steps: enough requests to judge, and not a second longer."""
+    limit = int(os.environ.get(STOP_AFTER_ENV) or 0)
+    if not limit:
+        return
+    counted = -1  # not counting until every user runs (the statistics are reset then too)
+
+    def start(**_: Any) -> None:
+        nonlocal counted
+        counted = 0
+
+    def count(**_: Any) -> None:
+        nonlocal counted
+        if counted < 0:
+            return
+        counted += 1
+        if counted == limit and environment.runner is not None:
+            # Not from this greenlet: quitting kills every user, the one counting included.
+            gevent.spawn(environment.runner.quit)
+
+    environment.events.spawning_complete.add_listener(start)  # type: ignore[no-untyped-call]
+    environment.events.request.add_listener(count)  # type: ignore[no-untyped-call]
 
 
 class GatekeyUser(FastHttpUser):

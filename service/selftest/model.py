@@ -83,6 +83,7 @@ class LoadStep:
     worker_cpu_percent: float = 0.0
     worker_rss_mb: float = 0.0
     db_connections: int = 0
+    top_failure: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -140,7 +140,8 @@ async def pool_sizing(settings: Settings, workers: int | None) -> CheckResult:
 
 
 async def tests_discoverable() -> CheckResult:
-    if not (CHECKOUT / "tests").is_dir():
+    # Installed from a wheel there is no test suite; a stray site-packages/tests is not ours.
+    if not ((CHECKOUT / "tests").is_dir() and (CHECKOUT / "pyproject.toml").is_file()):
         return judge(
             Phase.PREFLIGHT,
             "tests-discoverable",

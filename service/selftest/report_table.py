@@ -12,29 +12,37 @@ RESULT_STYLE = {Outcome.PASS: "green", Outcome.WARN: "yellow", Outcome.FAIL: "bo
 
 
 def figures_text(figures: dict[str, Figure]) -> str:
-    return ", ".join(f"{name}={value}" for name, value in figures.items())
+    """`name=value, ...`; metric values arrive as floats, so 20.0 prints as 20."""
+    return ", ".join(
+        f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}"
+        for name, value in figures.items()
+    )
 
 
 def check_table(checks: list[CheckResult], *, title: str = "checks") -> Table:
-    table = Table(title=title, show_lines=False, expand=True)
+    """One row per check; the criterion and fix only for checks that did not pass (all of it is
+    in the JSON and HTML reports), so a GO table stays narrow."""
+    with_notes = any(check.fix for check in checks)
+    table = Table(title=title, expand=with_notes)
     table.add_column("phase", no_wrap=True)
     table.add_column("check")
     table.add_column("result", no_wrap=True)
     table.add_column("figures", ratio=3, overflow="fold")
-    table.add_column("criterion and fix (when not passed)", ratio=2)
+    if with_notes:
+        table.add_column("criterion and fix", ratio=2)
     for check in checks:
-        # Passing rows stay one line; the criterion and fix are in the JSON and HTML reports too.
-        note = Text()
-        if check.fix:
-            note.append(check.criterion)
-            note.append(f"\nfix: {check.fix}", style=RESULT_STYLE[check.result])
-        table.add_row(
+        cells: list[str | Text] = [
             check.phase.value,
             check.name,
             Text(check.result.value, style=RESULT_STYLE[check.result]),
             figures_text(check.figures),
-            note,
-        )
+        ]
+        if with_notes:
+            note = Text(check.criterion if check.fix else "")
+            if check.fix:
+                note.append(f"\nfix: {check.fix}", style=RESULT_STYLE[check.result])
+            cells.append(note)
+        table.add_row(*cells)
     return table
 
 

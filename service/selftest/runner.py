@@ -12,13 +12,20 @@ from pathlib import Path
 from typing import Protocol
 
 import httpx
+from sqlalchemy import exc as sa_exc
 
 from service.config import Settings
 from service.selftest import checks_fullstack, checks_pairs, checks_parts, fixes
-from service.selftest.context import Context
+from service.selftest.context import Context, KeyShelf
 from service.selftest.dbprobe import DatabaseProbe
 from service.selftest.gatekey_cli import GatekeyCli
-from service.selftest.load_runs import LOAD_CHECKS, judge_load, memory_samples, run_load_steps
+from service.selftest.load_runs import (
+    LOAD_CHECKS,
+    LoadPlan,
+    judge_load,
+    memory_samples,
+    run_load_steps,
+)
 from service.selftest.model import (
     CheckResult,
     LoadStep,
@@ -56,7 +63,8 @@ PROBE_CHECKS = {
 }
 ALL_CHECKS = (*PREFLIGHT_CHECKS, *PROBE_CHECKS, *LOAD_CHECKS)
 # What a misbehaving deployment makes a check meet: recorded as that check failing, not a crash.
-DEPLOYMENT_ERRORS = (httpx.HTTPError, OSError, ValueError, KeyError)
+DEPLOYMENT_ERRORS = (httpx.HTTPError, sa_exc.SQLAlchemyError, OSError, ValueError, KeyError)
+DEFAULT_LOAD = LoadPlan(users=(10, 50, 100), duration_s=20.0)
 _PHASES = list(Phase)
 _URL_READY_TIMEOUT_S = 10.0
 
@@ -70,8 +78,7 @@ class Progress(Protocol):
 @dataclass(frozen=True, slots=True)
 class Options:
     url: str | None = None
-    users: tuple[int, ...] = (10, 50, 100)
-    duration_s: float = 20.0
+    load: LoadPlan = DEFAULT_LOAD
     workers: int | None = None
     baseline: tuple[LoadStep, ...] = ()
     only: frozenset[str] | None = None
@@ -107,7 +114,7 @@ async def _target(
 
 
 async def _open_context(
-    stack: AsyncExitStack, cli: GatekeyCli, options: Options, workdir: Path
+    stack: AsyncExitStack, cli: GatekeyCli, keys: KeyShelf, options: Options, workdir: Path
 ) -> Context:
     client = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
     deployment = await stack.enter_async_context(_target(cli, options, workdir, client))
@@ -115,10 +122,7 @@ async def _open_context(
         probe = await stack.enter_async_context(DatabaseProbe.connect(cli.settings.database_url))
     except Exception as exc:  # any reason the database refuses us stops the run
         raise SelftestAborted(f"PostgreSQL unreachable: {one_line(exc)}") from None
-    workers = len(await deployment.worker_pids()) or options.workers or 1
-    ctx = Context(cli.settings, deployment, cli, probe, workers, options.workers)
-    stack.push_async_callback(ctx.aclose)
-    return ctx
+    return Context(deployment, cli, probe, keys, options.workers)
 
 
 class _Run:
@@ -145,6 +149,19 @@ class _Run:
     def needs_target(self) -> bool:
         return bool(self.chosen & set(PROBE_CHECKS)) or self.needs_load
 
+    def key_purposes(self) -> set[str]:
+        probes = [PROBE_CHECKS[name] for name in self.chosen & set(PROBE_CHECKS)]
+        return {key for probe in probes for key in probe.keys} | (
+            {"load"} if self.needs_load else set()
+        )
+
+    async def preflight(self, settings: Settings) -> None:
+        if self.chosen & set(PREFLIGHT_CHECKS):
+            self.progress.status("pre-flight")
+            workers = self.options.workers
+            for result in await preflight_checks(settings, workers=workers, only=self.chosen):
+                self.record(result)
+
     async def probes(self, ctx: Context) -> None:
         for name, probe in PROBE_CHECKS.items():
             if name in self.chosen:
@@ -158,16 +175,13 @@ class _Run:
         options = self.options
         try:
             runs = await run_load_steps(
-                ctx, options.users, options.duration_s, workdir,
-                started=self.started, progress=self.progress.status,
-            )  # fmt: skip
+                ctx, options.load, workdir, started=self.started, progress=self.progress.status
+            )
         except DEPLOYMENT_ERRORS as exc:
             self.record(did_not_complete(Phase.LOAD, "load-steps", exc))
             return
         self.memory = memory_samples(runs)
-        judged, self.steps = judge_load(
-            ctx, runs, self.chosen, options.duration_s, options.baseline
-        )
+        judged, self.steps = judge_load(ctx, runs, self.chosen, options.baseline)
         for result in judged:
             self.record(result)
 
@@ -182,33 +196,24 @@ async def run_selftest(settings: Settings, options: Options, progress: Progress)
     started_at = datetime.now(UTC)
     run = _Run(options, progress)
     cli = GatekeyCli(settings)
-    if options.url is None and run.needs_target:
-        progress.status("gatekey db upgrade")
-        await _migrate(cli)
-    if run.chosen & set(PREFLIGHT_CHECKS):
-        progress.status("pre-flight")
-        for result in await preflight_checks(settings, workers=options.workers, only=run.chosen):
-            run.record(result)
     target = options.url or "not started"
-    if run.needs_target:
-        with tempfile.TemporaryDirectory(prefix="gatekey-selftest-") as tmp:
-            async with AsyncExitStack() as stack:
-                progress.status(
-                    "starting a server" if options.url is None else "reaching " + target
-                )
-                ctx = await _open_context(stack, cli, options, Path(tmp))
-                target = ctx.deployment.url
-                ctx.prefetch(
-                    {
-                        key
-                        for name in run.chosen & set(PROBE_CHECKS)
-                        for key in PROBE_CHECKS[name].keys
-                    }
-                    | ({"load"} if run.needs_load else set())
-                )
-                await run.probes(ctx)
-                if run.needs_load:
-                    await run.load(ctx, Path(tmp))
+    async with AsyncExitStack() as stack:
+        keys = KeyShelf(cli)
+        stack.push_async_callback(keys.aclose)
+        if run.needs_target:
+            if options.url is None:
+                progress.status("gatekey db upgrade")
+                await _migrate(cli)
+            keys.prefetch(run.key_purposes())  # made while the pre-flight runs
+        await run.preflight(settings)
+        if run.needs_target:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gatekey-st-")))
+            progress.status("starting a server" if options.url is None else f"reaching {target}")
+            ctx = await _open_context(stack, cli, keys, options, workdir)
+            target = ctx.deployment.url
+            await run.probes(ctx)
+            if run.needs_load:
+                await run.load(ctx, workdir)
     checks = sorted(run.results, key=lambda result: _PHASES.index(result.phase))
     duration_s = time.monotonic() - run.started
     return Report(decide(checks), started_at, duration_s, target, checks, run.steps, run.memory)

@@ -56,10 +56,12 @@ def line_chart(title: str, x_label: str, y_label: str, series: list[Series]) -> 
             f'stroke="#eee"/><text x="{_LEFT - 5}" y="{py(tick) + 4:.1f}" '
             f'text-anchor="end">{tick:g}</text>'
         )
-    for tick in sorted({x_lo, x_hi, *{x for x in xs if len(set(xs)) <= 8}}):
+    # Few distinct x values (users levels) are labelled as they are; a time axis gets six ticks.
+    x_ticks = sorted(set(xs)) if len(set(xs)) <= 8 else [x_lo + x_span * i / 5 for i in range(6)]
+    for tick in x_ticks:
         parts.append(
             f'<text x="{px(tick):.1f}" y="{_TOP + plot_h + 15}" '
-            f'text-anchor="middle">{tick:g}</text>'
+            f'text-anchor="middle">{tick:.0f}</text>'
         )
     parts.append(
         f'<text x="{_LEFT + plot_w / 2}" y="{_H - 8}" text-anchor="middle">{escape(x_label)}</text>'

@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SOURCES := service cli tests scripts migrations
+SOURCES := service cli tests scripts migrations bench
 # Runs a command with DATABASE_URL and REDIS_URL pointing at servers that answer.
 WITH_SERVICES := $(BIN)/python scripts/devservices.py run --
 

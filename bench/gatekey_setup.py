@@ -1,0 +1,72 @@
+"""gatekey's side of the run: a fresh database migrated by the CLI, and a key it never exhausts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+# The limit the issue asks for: a 10 s run at tens of thousands of requests/s stays far below it.
+UNREACHED_LIMIT = "100000000/minute"
+
+
+@dataclass(frozen=True, slots=True)
+class BenchDatabase:
+    """`url` for gatekey (SQLAlchemy form); `admin_dsn` reaches the server's `postgres` database."""
+
+    url: str
+
+    @property
+    def name(self) -> str:
+        return self.url.rsplit("/", 1)[1].split("?", 1)[0]
+
+    @property
+    def admin_dsn(self) -> str:
+        server = self.url.replace("postgresql+asyncpg://", "postgresql://", 1).rsplit("/", 1)[0]
+        return server + "/postgres"
+
+    async def drop(self) -> None:
+        connection = await asyncpg.connect(self.admin_dsn)
+        try:
+            # The name comes from our own option, quoted as an identifier all the same.
+            quoted = '"' + self.name.replace('"', '""') + '"'
+            await connection.execute(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
+        finally:
+            await connection.close()
+
+
+def _gatekey(gatekey_bin: Path, args: list[str], env: dict[str, str], cwd: Path) -> str:
+    finished = subprocess.run(
+        [str(gatekey_bin), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=120,
+        check=False,
+    )
+    if finished.returncode != 0:
+        last_lines = "\n".join(finished.stderr.strip().splitlines()[-3:])
+        raise RuntimeError(f"gatekey {' '.join(args)} failed: {last_lines}")
+    return finished.stdout
+
+
+def prepare(gatekey_bin: Path, env: dict[str, str], cwd: Path) -> str:
+    """Migrate the (already dropped) database with `gatekey db upgrade`; return a new key."""
+    _gatekey(gatekey_bin, ["db", "upgrade"], env, cwd)
+    created = _gatekey(
+        gatekey_bin,
+        ["keys", "create", "--name", "bench", "--rate-limit", UNREACHED_LIMIT, "--json"],
+        env,
+        cwd,
+    )
+    key: str = json.loads(created)["key"]
+    return key
+
+
+def malformed(key: str) -> str:
+    """The key with its last (checksum) character changed: well-shaped, fails only the CRC."""
+    return key[:-1] + ("A" if key[-1] != "A" else "B")

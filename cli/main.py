@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import db, keys, serve
+from cli import db, keys, selftest, serve
 from cli.common import clean_errors
 
 app = typer.Typer(
@@ -16,6 +16,8 @@ app = typer.Typer(
 app.add_typer(keys.app, name="keys")
 app.add_typer(db.app, name="db")
 app.command("serve")(serve.serve)
+app.command("preflight")(selftest.preflight)
+app.command("selftest")(selftest.selftest)
 
 
 def main() -> None:

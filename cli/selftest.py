@@ -13,6 +13,8 @@ from cli.common import EXIT_USAGE, console, fail, settings_of
 from service.config import SettingsError, load_settings
 from service.durations import parse_duration
 from service.errors import InvalidInput
+from service.selftest.load_checks import MIN_STEP_REQUESTS
+from service.selftest.load_runs import LoadPlan
 from service.selftest.model import CheckResult, Outcome, SelftestAborted, Verdict
 from service.selftest.preflight import preflight_checks, settings_check
 from service.selftest.report_html import write_html
@@ -21,7 +23,7 @@ from service.selftest.report_table import RESULT_STYLE, check_table, figures_tex
 from service.selftest.runner import Options, run_selftest
 
 DEFAULT_DURATION = "20s"
-QUICK_DURATION = "6s"
+QUICK_DURATION = "10s"  # at most: a quick step ends after MIN_STEP_REQUESTS requests
 EXIT_NO_GO = 1
 
 
@@ -76,9 +78,17 @@ def selftest(
     json_file: Annotated[Path | None, typer.Option("--json", help="Write the JSON report.")] = None,
     html_file: Annotated[Path | None, typer.Option("--html", help="Write the HTML report.")] = None,
     quick: Annotated[
-        bool, typer.Option("--quick", help=f"CI: load steps of {QUICK_DURATION}.")
+        bool,
+        typer.Option(
+            "--quick",
+            help=f"CI: each load step ends after {MIN_STEP_REQUESTS} requests "
+            f"(or {QUICK_DURATION}).",
+        ),
     ] = False,
-    workers: Annotated[int | None, typer.Option(help="Workers of the server it starts.")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Workers of the server it starts (with --url: the count expected)."),
+    ] = None,
     only: Annotated[
         str | None, typer.Option(help="Run only these checks (comma-separated).")
     ] = None,
@@ -86,10 +96,14 @@ def selftest(
     """Run the integration checklist and load steps; exit 0 GO, 1 NO-GO, 2 could not run."""
     settings = settings_of(ctx)
     try:
-        options = Options(
-            url=url,
+        load = LoadPlan(
             users=_users(users),
             duration_s=_seconds(duration or (QUICK_DURATION if quick else DEFAULT_DURATION)),
+            stop_after=MIN_STEP_REQUESTS if quick else None,
+        )
+        options = Options(
+            url=url,
+            load=load,
             workers=workers,
             baseline=tuple(read_baseline(baseline)) if baseline else (),
             only=frozenset(name.strip() for name in only.split(",")) if only else None,

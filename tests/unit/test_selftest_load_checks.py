@@ -53,7 +53,10 @@ def sample(
 def run_of(
     samples: list[Sample], *, after: Sample | None = None, stats: LocustStats = STATS
 ) -> LoadRun:
-    return LoadRun(50, stats, samples[0], samples[1:], after or sample(samples[-1].t_s + 1))
+    duration_s = samples[-1].t_s - samples[0].t_s
+    return LoadRun(
+        50, duration_s, stats, samples[0], samples[1:], after or sample(samples[-1].t_s + 1)
+    )
 
 
 def test_load_step_figures_come_from_locust_and_samples() -> None:
@@ -65,7 +68,7 @@ def test_load_step_figures_come_from_locust_and_samples() -> None:
             ),
         ]
     )
-    step = load_step(run, 10.0)
+    step = load_step(run)
     assert (step.users, step.requests, step.rps, step.p95_ms) == (50, 6000, 600.0, 9)
     assert step.worker_cpu_percent == 150.0  # (8 + 7) CPU seconds in 10 s
     assert step.worker_rss_mb == 95.5
@@ -73,16 +76,14 @@ def test_load_step_figures_come_from_locust_and_samples() -> None:
 
 
 def test_step_fails_at_one_error_in_a_thousand_and_warns_below_3000_requests() -> None:
-    healthy = load_step(run_of([sample(0), sample(5)]), 5.0)
+    healthy = load_step(run_of([sample(0), sample(5)]))
     assert step_check(healthy).result is Outcome.PASS
-    failing = LocustStats(requests=10_000, failures=10, rps=1.0, p50_ms=1, p95_ms=1, p99_ms=1)
-    check = step_check(load_step(run_of([sample(0), sample(5)], stats=failing), 5.0))
+    failing = LocustStats(10_000, 10, 1.0, 1, 1, 1, top_failure="GET /v1/usage: 503 ×10")
+    check = step_check(load_step(run_of([sample(0), sample(5)], stats=failing)))
+    assert check.figures["top_failure"] == "GET /v1/usage: 503 ×10"
     assert (check.name, check.result, check.fix) == ("load-50-users", Outcome.FAIL, fixes.ERRORS)
     short = LocustStats(requests=2999, failures=2, rps=1.0, p50_ms=1, p95_ms=1, p99_ms=1)
-    assert (
-        step_check(load_step(run_of([sample(0), sample(5)], stats=short), 5.0)).result
-        is Outcome.WARN
-    )
+    assert step_check(load_step(run_of([sample(0), sample(5)], stats=short))).result is Outcome.WARN
 
 
 def test_pool_that_moved_and_returned_passes() -> None:
@@ -105,25 +106,24 @@ def test_pool_metrics_that_never_move_fail() -> None:
 
 
 def test_connections_over_the_bound_fail_with_the_worker_budget_fix() -> None:
-    run = run_of([sample(0), sample(1, connections=81)])
-    check = db_connections([run], workers=2, per_worker=40)
-    assert (check.result, check.figures["peak_connections"], check.figures["bound"]) == (
-        Outcome.FAIL,
-        81,
-        80,
-    )
+    # Two worker pids report under load: the bound is 2 × 40.
+    check = db_connections([run_of([sample(0), sample(1, connections=81)])], per_worker=40)
+    figures = (check.result, check.figures["peak_connections"], check.figures["bound"])
+    assert figures == (Outcome.FAIL, 81, 80)
     assert check.fix == fixes.WORKER_BUDGET
-    assert (
-        db_connections(
-            [run_of([sample(0), sample(1, connections=80)])], workers=2, per_worker=40
-        ).result
-        is Outcome.PASS
-    )
+    at_bound = run_of([sample(0), sample(1, connections=80)])
+    assert db_connections([at_bound], per_worker=40).result is Outcome.PASS
+
+
+def test_the_bound_falls_back_to_the_expected_workers_when_none_report() -> None:
+    silent = run_of([sample(0, rss_mb={}), sample(1, rss_mb={}, connections=50)])
+    assert db_connections([silent], per_worker=10, expected_workers=4).figures["bound"] == 40
+    assert db_connections([silent], per_worker=10).figures["bound"] == 10
 
 
 def test_idle_in_transaction_after_load_names_the_session_fix() -> None:
     run = run_of([sample(0), sample(1)], after=sample(2, idle_in_tx=2))
-    check = db_connections([run], workers=2, per_worker=40)
+    check = db_connections([run], per_worker=40)
     assert (check.result, check.fix) == (Outcome.FAIL, fixes.SESSION_CONTEXT)
 
 

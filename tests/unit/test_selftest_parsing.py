@@ -1,13 +1,17 @@
-"""Self-test input parsing: Prometheus text, Locust CSV, child-process environments."""
+"""Self-test input parsing: Prometheus text, Locust JSON, child-process environments."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
 
 from service.config import RateLimitBackend, Settings
 from service.selftest.gatekey_cli import settings_env
-from service.selftest.load import locust_command, parse_locust_csv
+from service.selftest.load import locust_command, parse_locust_json, percentile
 from service.selftest.model import SelftestAborted
 from service.selftest.prom import parse_scrape
 from service.selftest.sampling import DbActivity, sample_from
@@ -35,13 +39,28 @@ gatekey_db_pool_wait_seconds_sum 0.2
 gatekey_db_pool_timeouts_total 2.0
 """
 
-LOCUST_CSV = """\
-Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,\
-Min Response Time,Max Response Time,Average Content Size,Requests/s,Failures/s,50%,66%,75%,80%,\
-90%,95%,98%,99%,99.9%,99.99%,100%
-GET,/v1/whoami,3000,1,4,4.8,1.1,90.2,120.0,300.5,0.1,4,5,5,6,7,9,12,15,40,90,90
-,Aggregated,4315,3,5,5.2,0.98,120.7,497.0,431.2,0.3,5,6,6,7,8,11,14,19,60,120,120
-"""
+
+def locust_entry(
+    name: str, times: dict[str, int], failures: int, start: float, last: float
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "method": "GET",
+        "start_time": start,
+        "last_request_timestamp": last,
+        "num_requests": sum(times.values()),
+        "num_failures": failures,
+        "response_times": times,
+    }
+
+
+# 100 requests in two entries over 4 s: response times 1-100 ms, once each.
+LOCUST_JSON = json.dumps(
+    [
+        locust_entry("/v1/whoami", {str(ms): 1 for ms in range(1, 61)}, 2, 1000.0, 1003.5),
+        locust_entry("/v1/usage", {str(ms): 1 for ms in range(61, 101)}, 1, 1000.5, 1004.0),
+    ]
+)
 
 
 def test_scrape_sums_and_splits_by_label() -> None:
@@ -65,35 +84,48 @@ def test_sample_reads_the_figures_the_checks_need() -> None:
     assert sample.db == DbActivity(7, 1)
 
 
-def test_locust_csv_aggregated_row() -> None:
-    stats = parse_locust_csv(LOCUST_CSV)
-    assert (stats.requests, stats.failures, stats.rps) == (4315, 3, 431.2)
-    assert (stats.p50_ms, stats.p95_ms, stats.p99_ms) == (5, 11, 19)
-    assert stats.error_rate == 3 / 4315
+def test_locust_json_is_aggregated_over_every_entry() -> None:
+    stats = parse_locust_json(LOCUST_JSON)
+    assert (stats.requests, stats.failures, stats.rps) == (100, 3, 25.0)
+    assert (stats.p50_ms, stats.p95_ms, stats.p99_ms) == (51, 96, 100)
+    assert stats.error_rate == 0.03
 
 
-def test_locust_csv_without_requests_reads_na_as_zero() -> None:
-    header = LOCUST_CSV.splitlines()[0]
-    empty = header + "\n,Aggregated,0,0,0,0,0,0,0,0,0,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A\n"
-    stats = parse_locust_csv(empty)
-    assert (stats.requests, stats.p95_ms, stats.error_rate) == (0, 0.0, 0.0)
+def test_percentile_follows_locust() -> None:
+    # Locust's rule (checked against locust.stats.calculate_response_time_percentile): walking
+    # down from the slowest, the first time at which at most int(p * total) requests remain.
+    assert percentile({10.0: 95, 200.0: 5}, 0.95) == 200.0
+    assert percentile({10.0: 96, 200.0: 4}, 0.95) == 10.0
+    assert percentile({}, 0.5) == 0.0
 
 
-def test_locust_csv_without_aggregate_stops_the_run() -> None:
-    with pytest.raises(SelftestAborted, match="no aggregated"):
-        parse_locust_csv(LOCUST_CSV.splitlines()[0] + "\n")
+def test_the_most_frequent_failure_is_named() -> None:
+    failures = (
+        "Method,Name,Error,Occurrences\n"
+        "GET,/v1/usage,HTTPError('503 Server Error'),3\n"
+        'POST,/v1/keys/verify (unknown key),"expected NOT_FOUND, got 503 None",12\n'
+    )
+    stats = parse_locust_json(LOCUST_JSON, failures_csv=failures)
+    assert stats.top_failure == (
+        "POST /v1/keys/verify (unknown key): expected NOT_FOUND, got 503 None ×12"
+    )
+    assert parse_locust_json(LOCUST_JSON).top_failure == ""
+
+
+def test_a_run_without_requests_stops_the_selftest() -> None:
+    with pytest.raises(SelftestAborted, match="Locust made no request"):
+        parse_locust_json("[]")
 
 
 def test_locust_runs_headless_with_all_users_at_once() -> None:
-    from pathlib import Path
-
-    command = locust_command(url="http://h:1", users=50, duration_s=6.4, csv_prefix=Path("/t/p"))
+    command = locust_command(url="http://h:1", users=50, duration_s=6.4, report=Path("/t/p"))
     text = " ".join(command)
     for part in (
         "--headless",
         "--users 50",
         "--spawn-rate 50",
         "--run-time 6s",
+        "--json-file /t/p",
         "--csv /t/p",
         "--host http://h:1",
         "--reset-stats",

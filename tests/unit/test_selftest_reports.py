@@ -22,7 +22,7 @@ from service.selftest.model import (
 )
 from service.selftest.report_html import render_html
 from service.selftest.report_json import read_baseline, report_dict, write_json
-from service.selftest.report_table import render
+from service.selftest.report_table import check_table, render
 from service.selftest.svg import Series, line_chart, nice_ceiling
 
 STEPS = [
@@ -141,6 +141,12 @@ def test_chart_scales_to_a_round_top_and_draws_each_series() -> None:
     assert 'points="60.0,237.0 400.0,75.0"' in svg
 
 
+def test_a_time_axis_gets_six_round_ticks() -> None:
+    svg = line_chart("m", "s", "MB", [Series("pid 1", [(35.0 + i, 100.0) for i in range(20)])])
+    labels = re.findall(r'y="270" text-anchor="middle">(\d+)</text>', svg)
+    assert labels == ["35", "39", "43", "46", "50", "54"]
+
+
 def test_terminal_report_shows_checks_load_and_verdict() -> None:
     console = Console(record=True, width=200)
     console.print(render(REPORT))
@@ -150,3 +156,11 @@ def test_terminal_report_shows_checks_load_and_verdict() -> None:
     row = next(line for line in text.splitlines() if "7000" in line)
     cells = [cell.strip() for cell in row.strip("│ ").split("│")]
     assert cells == ["50", "7000", "700", "40", "90", "150", "0.05", "0", "0", "0"]
+
+
+def test_a_table_of_passes_leaves_out_criteria_and_prints_whole_floats_plainly() -> None:
+    console = Console(record=True, width=200)
+    console.print(check_table([REPORT.checks[1]]))
+    text = console.export_text()
+    assert "rps=600 " in text
+    assert "criterion" not in text

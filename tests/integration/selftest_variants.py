@@ -1,0 +1,50 @@
+"""Faulty app variants the self-test must catch, built around the real app (never a switch in it).
+
+Run as real processes, e.g. `uvicorn tests.integration.selftest_variants:leaky_app --factory
+--workers 2` with PROMETHEUS_MULTIPROC_DIR set, as `gatekey serve` would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.workers.entry import create_worker_app
+
+LEAKED_SESSIONS_PER_WORKER = 3
+RETAINED_BYTES_PER_REQUEST = 32 * 1024
+
+Next = Callable[[Request], Awaitable[Response]]
+
+
+def leaky_app() -> FastAPI:
+    """Opens a session outside `get_session()` on a worker's first API requests and keeps it:
+    its connection stays checked out, idle in transaction, for the life of the worker."""
+    app = create_worker_app()
+    held: list[AsyncSession] = []
+
+    @app.middleware("http")
+    async def keep_sessions_open(request: Request, call_next: Next) -> Response:
+        if request.url.path.startswith("/v1/") and len(held) < LEAKED_SESSIONS_PER_WORKER:
+            session = AsyncSession(request.app.state.gatekey.database.engine)
+            held.append(session)
+            await session.execute(text("SELECT 1"))
+        return await call_next(request)
+
+    return app
+
+
+def hoarding_app() -> FastAPI:
+    """Keeps 32 KiB from every request in a list that only grows."""
+    app = create_worker_app()
+    hoard: list[bytes] = []
+
+    @app.middleware("http")
+    async def retain(request: Request, call_next: Next) -> Response:
+        hoard.append(b"x" * RETAINED_BYTES_PER_REQUEST)  # written, so it is resident
+        return await call_next(request)
+
+    return app

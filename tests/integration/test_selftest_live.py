@@ -1,0 +1,124 @@
+"""`gatekey selftest` and `gatekey preflight` end to end: a live two-worker server is GO, bad
+input exits 2 in one line, a failed pre-flight exits 1 naming what failed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from service.config import Settings
+from service.selftest.dbprobe import with_database
+from service.selftest.gatekey_cli import GatekeyCli
+from tests.integration.selftest_support import gatekey_serving, stack_settings_for
+
+EXIT_GO, EXIT_NO_GO, EXIT_COULD_NOT_RUN = 0, 1, 2
+# Every check of a full run, less the degradation check that needs a baseline.
+EXPECTED_CHECKS = 7 + 10 + 6 + 2
+
+
+@pytest.fixture(scope="module")
+def stack_settings(settings: Settings) -> Settings:
+    return stack_settings_for(settings)
+
+
+def gatekey(
+    settings: Settings, *args: str, timeout: float = 170, **env: str
+) -> subprocess.CompletedProcess[str]:
+    cli = GatekeyCli(settings)
+    return subprocess.run(
+        [*cli.executable, *args],
+        env=cli.env(COLUMNS="160", **env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+async def test_a_live_multi_worker_server_is_go(stack_settings: Settings, tmp_path: Path) -> None:
+    json_file, html_file = tmp_path / "report.json", tmp_path / "report.html"
+    async with gatekey_serving(stack_settings, 2, tmp_path / "server.log") as url:
+        result = await asyncio.to_thread(
+            gatekey,
+            stack_settings,
+            "selftest",
+            "--url",
+            url,
+            "--quick",
+            "--users",
+            "10,50",
+            "--workers",
+            "2",
+            "--json",
+            str(json_file),
+            "--html",
+            str(html_file),
+        )
+    report = json.loads(json_file.read_text())
+    failed = {c["name"]: c["figures"] for c in report["checks"] if c["result"] == "fail"}
+    assert failed == {}, result.stdout[-3000:]
+    assert (result.returncode, report["verdict"], report["target"]) == (EXIT_GO, "GO", url)
+    assert len(report["checks"]) == EXPECTED_CHECKS
+    assert [step["users"] for step in report["load"]] == [10, 50]
+    assert "GO  25 checks" in result.stdout
+    assert html_file.read_text().count("<svg") == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--users", "10,x"], "invalid --users '10,x'"),
+        (["--duration", "20 seconds"], "invalid duration '20 seconds'"),
+        (["--only", "exact-limit,nonsense"], "unknown check nonsense"),
+    ],
+)
+def test_what_cannot_run_exits_2_with_one_line(
+    stack_settings: Settings, args: list[str], message: str
+) -> None:
+    result = gatekey(stack_settings, "selftest", *args, timeout=30)
+    assert result.returncode == EXIT_COULD_NOT_RUN
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert message in result.stderr
+
+
+def test_a_baseline_that_is_no_report_exits_2(stack_settings: Settings, tmp_path: Path) -> None:
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text('{"verdict": "GO"}')
+    result = gatekey(stack_settings, "selftest", "--baseline", str(baseline), timeout=30)
+    assert result.returncode == EXIT_COULD_NOT_RUN
+    assert f"baseline {baseline} is not a selftest --json report" in result.stderr
+
+
+def test_preflight_exits_1_naming_what_failed(stack_settings: Settings) -> None:
+    missing = with_database(stack_settings.database_url, "gatekey_selftest_no_such_db")
+    result = gatekey(stack_settings, "preflight", timeout=120, DATABASE_URL=missing)
+    assert result.returncode == EXIT_NO_GO
+    assert (
+        result.stderr.strip()
+        == "error: preflight failed: postgres, migrations-at-head, pool-sizing"
+    )
+    rows = {
+        line.split("│")[2].strip(): line.split("│")[3].strip()
+        for line in result.stdout.splitlines()
+        if line.count("│") > 4 and "preflight" in line
+    }
+    assert rows == {
+        "settings": "pass",
+        "pip-check": "pass",
+        "postgres": "fail",
+        "redis": "pass",
+        "migrations-at-head": "fail",
+        "pool-sizing": "fail",
+        "tests-discoverable": "pass",
+    }
+
+
+def test_preflight_with_a_bad_setting_fails_on_it(stack_settings: Settings) -> None:
+    result = gatekey(stack_settings, "preflight", timeout=30, DATABASE_POOL_SIZE="0")
+    assert result.returncode == EXIT_NO_GO
+    assert result.stderr.strip() == "error: preflight failed: settings"
+    assert "DATABASE_POOL_SIZE" in result.stdout

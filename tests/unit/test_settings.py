@@ -103,7 +103,7 @@ def test_bad_value_is_one_line_naming_the_variable(field: str, value: object) ->
 
 @pytest.mark.parametrize("value", ["100/week", "0/minute"])
 def test_bad_rate_limit_default_is_a_settings_error(value: str) -> None:
-    """A bad limit string surfaces as a settings error naming the variable, not as `InvalidInput`."""
+    """A bad limit string is a settings error naming the variable, not an `InvalidInput`."""
     with pytest.raises(SettingsError) as caught:
         load_settings(rate_limit_default=value)
     assert str(caught.value).startswith("invalid setting RATE_LIMIT_DEFAULT: ")

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from service.api import health
 from service.api.problems import install_error_handlers
-from service.config import RateLimitBackend, Settings
+from service.config import RateLimitBackend, RedisErrorPolicy, Settings
 from service.db import Database
 from service.guard import Guard
 from service.keys import admin_router, router
@@ -85,6 +85,7 @@ async def open_state(
         limiter,
         parse_rate_limit(settings.rate_limit_default),
         on_result=label_incrementer(metrics.key_verifications),
+        is_fallback_denial=settings.rate_limit_on_redis_error is RedisErrorPolicy.DENY,
     )
     jobs: list[Job] = [lambda stop: run_resource_sampler(metrics, stop)]
     if redis is not None:

@@ -44,11 +44,15 @@ class Guard:
         limiter: RateLimiter,
         default_policy: RateLimitPolicy,
         on_result: Callable[[str], None],
+        *,
+        is_fallback_denial: bool = False,
     ) -> None:
         self._verifier = verifier
         self._limiter = limiter
         self._default_policy = default_policy
         self._on_result = on_result
+        # RATE_LIMIT_ON_REDIS_ERROR=deny: a refusal made without Redis means "unavailable".
+        self._is_fallback_denial = is_fallback_denial
         self._policies: dict[str, RateLimitPolicy] = {}
 
     def policy_for(self, record: KeyRecord) -> RateLimitPolicy:
@@ -68,7 +72,7 @@ class Guard:
             raise
         decision = await self._limiter.hit(str(record.id), self.policy_for(record))
         if not decision.allowed:
-            if decision.is_fallback and decision.retry_after_s == 0:
+            if decision.is_fallback and self._is_fallback_denial:
                 self._on_result("RATE_LIMITER_UNAVAILABLE")
                 raise LimiterUnavailable
             self._on_result("RATE_LIMITED")

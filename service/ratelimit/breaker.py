@@ -17,8 +17,16 @@ class CircuitBreaker:
     means a probe that never reports back cannot leave the breaker stuck.
     """
 
-    def __init__(self, *, cooldown_s: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._cooldown_s = cooldown_s
+    def __init__(
+        self,
+        *,
+        cooldown_s: float,
+        failure_threshold: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.cooldown_s = cooldown_s
+        self._failure_threshold = failure_threshold
+        self._consecutive_failures = 0
         self._clock = clock
         self._is_closed = True
         self._is_probing = False
@@ -37,23 +45,32 @@ class CircuitBreaker:
         now = self._clock()
         if now < self._next_probe_at:
             return False
-        self._next_probe_at = now + self._cooldown_s
+        self._next_probe_at = now + self.cooldown_s
         self._is_probing = True
         return True
 
     def record_success(self) -> bool:
         """Redis answered; returns True when this closed an open breaker."""
         was_open = not self._is_closed
+        self._consecutive_failures = 0
         self._is_closed = True
         self._is_probing = False
         return was_open
 
     def record_failure(self) -> bool:
-        """Redis failed or timed out; returns True when this opened a closed breaker."""
+        """Redis failed or timed out; returns True when this opened a closed breaker.
+
+        A closed breaker opens after `failure_threshold` failures in a row: one slow round trip
+        on a CPU-starved host is not a dead Redis, and every opening hands decisions to the
+        fallback, which cannot be exact across processes. A failed probe re-opens at once.
+        """
+        self._consecutive_failures += 1
+        if self._is_closed and self._consecutive_failures < self._failure_threshold:
+            return False
         was_closed = self._is_closed
         self._is_closed = False
         self._is_probing = False
-        self._next_probe_at = self._clock() + self._cooldown_s
+        self._next_probe_at = self._clock() + self.cooldown_s
         return was_closed
 
     def seconds_until_probe(self) -> float:

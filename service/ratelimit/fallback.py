@@ -14,12 +14,18 @@ from service.ratelimit.redis_limiter import Fallback
 
 
 def make_fallback(
-    policy: RedisErrorPolicy, *, worker_count: int, breaker: CircuitBreaker
+    policy: RedisErrorPolicy,
+    *,
+    worker_count: int,
+    breaker: CircuitBreaker,
+    local: MemoryRateLimiter | None = None,
 ) -> Fallback:
-    """`local`: each process enforces its share of the limit (limit // workers, at least 1);
-    `allow`: admit; `deny`: refuse until Redis is tried again (the API answers 503)."""
+    """`local`: each process enforces its share of the limit (limit // workers, at least 1) in
+    `local`, which the Redis limiter keeps seeded; `allow`: admit; `deny`: refuse until Redis is
+    tried again (the API answers 503)."""
     if policy is RedisErrorPolicy.LOCAL:
-        return partial(MemoryRateLimiter(divisor=worker_count).decide, is_fallback=True)
+        local = local or MemoryRateLimiter(divisor=worker_count)
+        return partial(local.decide, is_fallback=True)
     if policy is RedisErrorPolicy.ALLOW:
         return _allow
     return partial(_deny, breaker)
@@ -32,5 +38,6 @@ def _allow(key_id: str, policy: RateLimitPolicy) -> RateLimitDecision:
 
 def _deny(breaker: CircuitBreaker, key_id: str, policy: RateLimitPolicy) -> RateLimitDecision:
     del key_id
-    wait_us = int(breaker.seconds_until_probe() * MICROS)
+    # Before the breaker opens (the first failures) there is no probe time yet: one cooldown.
+    wait_us = int((breaker.seconds_until_probe() or breaker.cooldown_s) * MICROS)
     return to_decision(gcra_params(policy), False, 0, wait_us, wait_us, is_fallback=True)

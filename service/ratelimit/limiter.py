@@ -9,7 +9,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from service.config import RateLimitBackend, Settings
+from service.config import RateLimitBackend, RedisErrorPolicy, Settings
 from service.ratelimit.breaker import CircuitBreaker
 from service.ratelimit.decision import RateLimitDecision
 from service.ratelimit.fallback import make_fallback
@@ -20,6 +20,8 @@ from service.ratelimit.redis_limiter import RedisRateLimiter
 
 # How long an open breaker answers without Redis before one call probes it again.
 BREAKER_COOLDOWN_S = 0.5
+# Failed round trips in a row before the breaker opens (a hung Redis costs each ~2 x timeout).
+BREAKER_FAILURE_THRESHOLD = 3
 # Shared by the usage flusher and health checks; the limiter keeps its own two connections.
 REDIS_POOL_SIZE = 8
 
@@ -49,16 +51,19 @@ def create_limiter(
         return MemoryRateLimiter(on_decision=on_decision)
     if redis is None:
         raise ValueError("RATE_LIMIT_BACKEND=redis needs a Redis client")
-    breaker = CircuitBreaker(cooldown_s=BREAKER_COOLDOWN_S)
+    breaker = CircuitBreaker(
+        cooldown_s=BREAKER_COOLDOWN_S, failure_threshold=BREAKER_FAILURE_THRESHOLD
+    )
+    policy = settings.rate_limit_on_redis_error
+    local = MemoryRateLimiter(divisor=worker_count)
     return RedisRateLimiter(
         redis,
         timeout=settings.redis_timeout,
         breaker=breaker,
-        fallback=make_fallback(
-            settings.rate_limit_on_redis_error, worker_count=worker_count, breaker=breaker
-        ),
+        fallback=make_fallback(policy, worker_count=worker_count, breaker=breaker, local=local),
         on_decision=on_decision,
         keyspace=keyspace,
+        observe=local.observe if policy is RedisErrorPolicy.LOCAL else None,
     )
 
 

@@ -48,6 +48,16 @@ class MemoryRateLimiter:
             is_fallback=is_fallback,
         )
 
+    def observe(self, key_id: str, reset_us: int) -> None:
+        """Start from what Redis last said of this key: full again in `reset_us` microseconds.
+
+        The same time-until-full means the same fraction of the quota used, so this process's
+        share continues from Redis's count instead of a fresh, full share when Redis fails.
+        """
+        tat_us = int(self._clock() * MICROS) + reset_us
+        if tat_us > self._tats.get(key_id, 0):
+            self._tats[key_id] = tat_us
+
     async def hit(self, key_id: str, policy: RateLimitPolicy) -> RateLimitDecision:
         decision = self.decide(key_id, policy, is_fallback=False)
         if self._on_decision is not None:

@@ -24,7 +24,7 @@ from service.ratelimit.gcra import GcraParams, gcra_params, to_decision
 from service.ratelimit.keyspace import RedisKeyspace
 from service.ratelimit.policy import RateLimitPolicy
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("gatekey.ratelimit")
 
 USAGE_TTL_S = 2 * 86400
 Fallback = Callable[[str, RateLimitPolicy], RateLimitDecision]
@@ -62,6 +62,7 @@ class RedisRateLimiter:
         on_decision: Callable[[str], None] | None = None,
         keyspace: RedisKeyspace | None = None,
         max_in_flight: int = 2,
+        observe: Callable[[str, int], None] | None = None,
     ) -> None:
         pool = redis.connection_pool
         kwargs = {**pool.connection_kwargs, "socket_timeout": None, "retry": Retry(NoBackoff(), 0)}
@@ -74,6 +75,8 @@ class RedisRateLimiter:
         self._breaker = breaker
         self._fallback = fallback
         self._on_decision = on_decision or _ignore
+        # Told each key's time-until-full, so a local fallback starts from Redis's count.
+        self._observe = observe
         self._keyspace = keyspace or RedisKeyspace()
         self._max_in_flight = max_in_flight
         self._script = load_script()
@@ -97,6 +100,8 @@ class RedisRateLimiter:
             return self._fall_back(key_id, policy)
         allowed, remaining, reset_us, retry_after_us = reply
         self._on_decision("allowed" if allowed else "limited")
+        if self._observe is not None:
+            self._observe(key_id, reset_us)
         return to_decision(params, allowed == 1, remaining, reset_us, retry_after_us)
 
     def health(self) -> str:

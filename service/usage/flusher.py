@@ -24,7 +24,7 @@ from service.ratelimit.keyspace import RedisKeyspace
 from service.usage.repository import MinuteCount
 from service.usage.service import record_usage
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("gatekey.usage")
 
 # KEYS: lock, dirty, processing. Claims the dirty set (merged into a processing set a dead
 # flusher left behind) and returns every key id to flush; nil when the lock is not ours.

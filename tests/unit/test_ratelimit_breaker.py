@@ -114,3 +114,25 @@ def test_factory_builds_the_configured_backend() -> None:
     redis_limiter = create_limiter(Settings(), redis=Redis(port=9), worker_count=3)
     assert isinstance(redis_limiter, RedisRateLimiter)
     assert redis_limiter.health() == "ok"
+
+
+def test_breaker_opens_only_after_the_threshold_of_failures_in_a_row() -> None:
+    breaker = CircuitBreaker(cooldown_s=0.5, failure_threshold=3, clock=FakeClock())
+    assert [breaker.record_failure(), breaker.record_failure()] == [False, False]
+    assert breaker.state == "closed"
+    breaker.record_success()  # a success in between starts the count again
+    assert [breaker.record_failure() for _ in range(3)] == [False, False, True]
+    assert breaker.state == "open"
+    assert breaker.allow() is False
+
+
+def test_local_fallback_continues_from_what_redis_last_said() -> None:
+    clock = FakeClock()
+    local = MemoryRateLimiter(divisor=2, clock=clock)
+    # Redis said the key is full again in 45 s: 75 of its 100/minute used, so this worker's
+    # share of 50 has 12 left (12.5 rounded down), not a fresh 50.
+    local.observe("k", 45_000_000)
+    admitted = sum(local.decide("k", POLICY, is_fallback=True).allowed for _ in range(100))
+    assert admitted == 12
+    local.observe("fresh", 0)
+    assert sum(local.decide("fresh", POLICY, is_fallback=True).allowed for _ in range(100)) == 50

@@ -1,0 +1,306 @@
+"""`gatekey serve` when things break: Redis paused or its scripts flushed, a worker SIGKILLed, the
+supervisor SIGTERMed, all under load."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from service.config import Settings
+from service.db import Database
+from service.ratelimit.keyspace import RedisKeyspace
+from service.selftest.prom import Scrape
+from service.workers.supervisor import GRACEFUL_SHUTDOWN_S
+from tests.factories import create_key
+from tests.integration.servers import (
+    Clients,
+    Outcome,
+    RedisServer,
+    ServeProcess,
+    assert_exact_burst,
+    fire,
+    fire_until,
+    key_header,
+    redis_server,
+    scrape,
+    serve_settings,
+    serving,
+    stored_usage,
+)
+
+WHOAMI = "/v1/whoami"
+USAGE = "/v1/usage"
+HOUR = 3600
+FALLBACKS = "gatekey_ratelimit_decisions_total"
+DURATIONS = "gatekey_http_request_duration_seconds"
+GENEROUS = "10000/second"
+WHOAMI_FIELDS = {"id", "name", "display_prefix", "owner", "scopes", "rate_limit", "expires_at"}
+USAGE_FIELDS = {"key_id", "total", "minutes"}
+OK = {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
+DEGRADED = {"status": "degraded", "checks": {"database": "ok", "redis": "degraded"}}
+
+
+@pytest.fixture(scope="module")
+def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with redis_server(tmp_path_factory.mktemp("redis")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def server(
+    settings: Settings, own_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServeProcess]:
+    """Two workers on a Redis of this module's own, which the tests pause and flush."""
+    workdir = tmp_path_factory.mktemp("resilience")
+    with serving(serve_settings(settings, redis_url=own_redis.url), workdir, workers=2) as running:
+        yield running
+
+
+@pytest.fixture
+async def own_client(own_redis: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(own_redis.url, socket_timeout=2)
+    yield client
+    await client.aclose()
+
+
+def fallbacks(scraped: Scrape) -> float:
+    return scraped.total(FALLBACKS, decision="fallback")
+
+
+def slower_than(before: Scrape, after: Scrape, route: str, bucket: str) -> float:
+    """Requests to `route` between two scrapes that took longer than the histogram `bucket`."""
+
+    def over(scraped: Scrape) -> float:
+        count = scraped.total(f"{DURATIONS}_count", route=route)
+        return count - scraped.total(f"{DURATIONS}_bucket", route=route, le=bucket)
+
+    return over(after) - over(before)
+
+
+def failures(outcomes: list[Outcome]) -> list[Outcome]:
+    return [o for o in outcomes if o.status != 200]
+
+
+async def test_script_flush_under_load_keeps_the_limit_exact(
+    server: ServeProcess, own_client: aioredis.Redis, database: Database
+) -> None:
+    issued = await create_key(database, server.settings, name="flushed", rate_limit="100/hour")
+    stop = asyncio.Event()
+
+    async def keep_flushing() -> int:
+        flushes = 0
+        while not stop.is_set():
+            await own_client.script_flush()
+            flushes += 1
+            await asyncio.sleep(0.02)
+        return flushes
+
+    async with Clients(server.url) as clients:
+        before = await scrape(clients[0])
+        flusher = asyncio.create_task(keep_flushing())
+        outcomes = await fire(
+            lambda i: clients[i].get(WHOAMI, headers=key_header(issued.plaintext)),
+            1000,
+            concurrency=100,
+        )
+        stop.set()
+        flushes = await flusher
+        after = await scrape(clients[0])
+    assert flushes >= 5
+    assert_exact_burst(outcomes, 100, HOUR)
+    assert fallbacks(after) == fallbacks(before)
+
+
+Readiness = tuple[float, float, int, dict[str, Any]]  # sent, answered, status, body
+
+
+async def readyz_while(clients: Clients, until: float) -> list[Readiness]:
+    """`/readyz` every 0.1 s until `until` (monotonic)."""
+    answers: list[Readiness] = []
+    while time.monotonic() < until:
+        sent = time.monotonic()
+        response = await clients[len(answers)].get("/readyz")
+        answers.append((sent, time.monotonic(), response.status_code, response.json()))
+        await asyncio.sleep(0.1)
+    return answers
+
+
+@pytest.mark.slow
+async def test_a_paused_redis_degrades_without_errors_then_limiting_resumes(
+    server: ServeProcess, own_redis: RedisServer, database: Database
+) -> None:
+    generous = await create_key(database, server.settings, name="paused", rate_limit=GENEROUS)
+    fresh = await create_key(database, server.settings, name="resumed", rate_limit="20/hour")
+    stop = asyncio.Event()
+    # Probes reuse few connections: one idle for uvicorn's 5 s keep-alive may be closed by the
+    # server just as it is reused, a race of HTTP keep-alive rather than of gatekey.
+    async with (
+        Clients(server.url, connections=10) as clients,
+        Clients(server.url, connections=4) as probes,
+    ):
+        before = await scrape(probes[0])
+        load = asyncio.create_task(
+            fire_until(
+                lambda i: clients[i].get(WHOAMI, headers=key_header(generous.plaintext)),
+                stop,
+                concurrency=10,
+            )
+        )
+        await asyncio.sleep(1.0)
+        os.kill(own_redis.pid, signal.SIGSTOP)
+        paused_at = time.monotonic()
+        try:
+            readiness = await readyz_while(probes, paused_at + 5.0)
+        finally:
+            os.kill(own_redis.pid, signal.SIGCONT)
+        resumed_at = time.monotonic()
+        paused = await scrape(probes[0])
+        await asyncio.sleep(1.0)
+        settled = await scrape(probes[0])
+        burst_at = time.monotonic()
+        async with Clients(server.url) as bursting:
+            burst = await fire(
+                lambda i: bursting[i].get(WHOAMI, headers=key_header(fresh.plaintext)),
+                100,
+                concurrency=100,
+            )
+        stop.set()
+        outcomes = await load
+        after = await scrape(probes[0])
+    assert failures(outcomes) == []
+    # (seconds after the pause it was sent, seconds it took) of each request over the bound
+    slow = [(o.started_at - paused_at, o.elapsed_s) for o in outcomes if o.elapsed_s >= 1.0]
+    assert slow == []
+    assert slower_than(before, after, WHOAMI, "1.0") == 0  # as the workers measured it, too
+    assert fallbacks(paused) > fallbacks(before)
+    # Still ready (the fallback serves), and degraded on a worker that has met the paused Redis;
+    # a worker the load did not reach has no reason to know yet.
+    while_paused = [
+        (s, b) for sent, done, s, b in readiness if sent >= paused_at + 0.5 and done <= resumed_at
+    ]
+    assert len(while_paused) >= 10
+    assert {status for status, _ in while_paused} == {200}
+    assert DEGRADED in [body for _, body in while_paused]
+    assert {json.dumps(body) for _, body in while_paused} <= {json.dumps(DEGRADED), json.dumps(OK)}
+    assert burst_at - resumed_at < 2.0
+    assert_exact_burst(burst, 20, HOUR)
+    assert fallbacks(after) == fallbacks(settled)
+
+
+async def wait_for_new_worker(server: ServeProcess, old: set[int], bound_s: float) -> set[int]:
+    deadline = time.monotonic() + bound_s
+    while True:
+        pids = server.worker_pids()
+        if len(pids) == len(old) and pids != old:
+            return pids
+        assert time.monotonic() < deadline, f"no replacement worker in {bound_s} s: {pids}"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.slow
+async def test_a_killed_worker_is_replaced_and_no_request_fails_with_an_error_status(
+    server: ServeProcess, database: Database
+) -> None:
+    issued = await create_key(database, server.settings, name="worker killed", rate_limit=GENEROUS)
+    old = server.worker_pids()
+    victim = min(old)
+    stop = asyncio.Event()
+    async with (
+        Clients(server.url, connections=20) as clients,
+        Clients(server.url, connections=1) as probe,
+    ):
+        load = asyncio.create_task(
+            fire_until(
+                lambda i: clients[i].get(WHOAMI, headers=key_header(issued.plaintext)),
+                stop,
+                concurrency=20,
+            )
+        )
+        await asyncio.sleep(0.5)
+        os.kill(victim, signal.SIGKILL)
+        killed_at = time.monotonic()
+        replaced = await wait_for_new_worker(server, old, 5.0)
+        ready = await probe[0].get("/readyz")
+        ready_after = time.monotonic() - killed_at
+        await asyncio.sleep(1.0)
+        stop.set()
+        outcomes = await load
+    assert victim not in replaced
+    assert (ready.status_code, ready_after < 5.0) == (200, True)
+    assert {o.status for o in outcomes} <= {200, None}
+    lost = [o for o in outcomes if o.error is not None]
+    # Only requests on the killed worker's connections, each at most once per connection.
+    assert len(lost) <= 20
+    assert all(o.started_at < killed_at + 1.0 for o in lost)
+
+
+@pytest.fixture
+def stoppable(settings: Settings, tmp_path: Path) -> Iterator[ServeProcess]:
+    with serving(serve_settings(settings), tmp_path, workers=2) as running:
+        yield running
+
+
+async def is_refused(port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except ConnectionRefusedError:
+        return True
+    writer.close()
+    await writer.wait_closed()
+    return False
+
+
+@pytest.mark.slow
+async def test_sigterm_under_load_answers_every_admitted_request_then_exits_zero(
+    stoppable: ServeProcess, database: Database, redis: aioredis.Redis
+) -> None:
+    issued = await create_key(database, stoppable.settings, name="stopped", rate_limit=GENEROUS)
+    port = int(stoppable.url.rsplit(":", 1)[1])
+    headers = key_header(issued.plaintext)
+    stop = asyncio.Event()
+    probes: list[tuple[float, bool]] = []
+    async with Clients(stoppable.url, connections=40) as clients:
+        load = asyncio.create_task(
+            fire_until(
+                lambda i: clients[i].get(USAGE if i % 2 else WHOAMI, headers=headers),
+                stop,
+                concurrency=40,
+            )
+        )
+        await asyncio.sleep(1.5)
+        stoppable.process.send_signal(signal.SIGTERM)
+        stopped_at = time.monotonic()
+        while stoppable.process.poll() is None:
+            assert time.monotonic() - stopped_at < GRACEFUL_SHUTDOWN_S + 5
+            probes.append((time.monotonic(), await is_refused(port)))
+            await asyncio.sleep(0.05)
+        exited_after = time.monotonic() - stopped_at
+        stop.set()
+        outcomes = await load
+    assert (stoppable.process.returncode, exited_after < GRACEFUL_SHUTDOWN_S) == (0, True)
+    answered = [o for o in outcomes if o.response is not None]
+    assert {o.status for o in answered} == {200}
+    for outcome in answered:  # complete bodies: each parses and holds its fields
+        assert outcome.response is not None
+        path = outcome.response.request.url.path
+        assert set(outcome.response.json()) == (WHOAMI_FIELDS if path == WHOAMI else USAGE_FIELDS)
+    # Every request the limiter admitted (counted in Redis) got its whole response...
+    usage_key = RedisKeyspace(stoppable.settings.redis_namespace).usage(str(issued.record.id))
+    admitted = sum(int(n) for n in (await redis.hgetall(usage_key)).values())
+    assert admitted == len(answered)
+    # ...and the last flush, at shutdown, stored every one of them.
+    assert await stored_usage(database, issued.record.id) == len(answered)
+    # New connections are refused soon after the signal, and from then on.
+    refused_at = [at for at, refused in probes if refused]
+    assert refused_at
+    assert refused_at[0] - stopped_at < 2.0
+    assert all(refused for at, refused in probes if at >= refused_at[0])

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from service.config import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, Settings
 from service.db import Database, migrations
+from service.ratelimit.keyspace import RedisKeyspace
 
 
 def _base_urls() -> tuple[str, str]:
@@ -97,3 +98,13 @@ async def redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
     client = aioredis.Redis.from_url(settings.redis_url)
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+async def keyspace(redis: aioredis.Redis) -> AsyncIterator[RedisKeyspace]:
+    """A Redis namespace of this test's own; every key under it is deleted afterwards."""
+    space = RedisKeyspace(f"gktest-{uuid.uuid4().hex[:12]}")
+    yield space
+    keys = [key async for key in redis.scan_iter(f"{space.namespace}:*", count=1000)]
+    if keys:
+        await redis.delete(*keys)

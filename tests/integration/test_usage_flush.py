@@ -27,15 +27,6 @@ GENEROUS = RateLimitPolicy(100_000, 60)
 
 
 @pytest.fixture
-async def keyspace(redis: aioredis.Redis) -> AsyncIterator[RedisKeyspace]:
-    space = RedisKeyspace(f"gktest-{uuid.uuid4().hex[:12]}")
-    yield space
-    keys = [key async for key in redis.scan_iter(f"{space.namespace}:*", count=1000)]
-    if keys:
-        await redis.delete(*keys)
-
-
-@pytest.fixture
 async def key_ids(database: Database, settings: Settings) -> AsyncIterator[list[str]]:
     """Three committed API keys, deleted (with their usage, by cascade) afterwards."""
     issued = [await create_key(database, settings, name=f"usage {i}") for i in range(3)]

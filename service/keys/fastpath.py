@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.credentials import presented_key
 from service.api.problems import error_response, problem, ratelimit_headers
-from service.errors import GatekeyError
+from service.errors import GatekeyError, KeyRejected
 from service.guard import Admission
 from service.keys.record import KeyRecord
 from service.keys.schemas import WhoAmI
@@ -44,6 +44,7 @@ class KeyFastPath:
         }
         # KeyRecord is frozen and hashable: each cached record's whoami body is built once.
         self._whoami_bodies: dict[tuple[KeyRecord, str], bytes] = {}
+        self._rejections: dict[tuple[str, str], tuple[int, list[tuple[bytes, bytes]], bytes]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = self._routes.get(scope.get("path", "")) if scope["type"] == "http" else None
@@ -58,6 +59,9 @@ class KeyFastPath:
         state: AppState = scope["app"].state.gatekey
         try:
             admission = await state.guard.admit(presented_key(scope["headers"]))
+        except KeyRejected as error:
+            await self._send_rejection(error, send)
+            return
         except GatekeyError as error:
             await error_response(error)(scope, receive, send)
             return
@@ -69,6 +73,22 @@ class KeyFastPath:
             body = b""
             headers += _forward_auth_headers(admission.record)
         await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _send_rejection(self, error: KeyRejected, send: Send) -> None:
+        """A plain rejection (malformed, unknown, revoked...) is the same bytes every time: build
+        its response once. Subclasses carry per-request state (`RateLimited` its headers)."""
+        if type(error) is not KeyRejected:
+            response = error_response(error)
+            status, headers, body = response.status_code, response.raw_headers, response.body
+        else:
+            cached = self._rejections.get((error.code, error.message))
+            if cached is None:
+                response = error_response(error)
+                cached = (response.status_code, response.raw_headers, bytes(response.body))
+                self._rejections[(error.code, error.message)] = cached
+            status, headers, body = cached
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     def _whoami_body(self, admission: Admission, policy: str) -> bytes:

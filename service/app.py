@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from service.api import health
-from service.api.problems import install_error_handlers
+from service.api.problems import document_problems, install_error_handlers
 from service.config import RateLimitBackend, RedisErrorPolicy, Settings
 from service.db import Database
 from service.guard import Guard
@@ -152,5 +152,7 @@ def create_app(settings: Settings, *, worker_count: int = 1) -> FastAPI:
     app.add_middleware(KeyFastPath)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)  # outermost: counts everything
     fastapi_openapi = app.openapi
-    app.openapi = lambda: document_fast_routes(fastapi_openapi())  # type: ignore[method-assign]
+    app.openapi = lambda: document_problems(  # type: ignore[method-assign]
+        document_fast_routes(fastapi_openapi())
+    )
     return app

@@ -1,18 +1,33 @@
 """prometheus-client's multiprocess mode: the shared directory, and clean-up when a worker dies.
 
 Each worker writes its values to its own files in PROMETHEUS_MULTIPROC_DIR; a scrape merges them.
-Counter and histogram files of dead workers stay and keep counting toward the totals (that is what
-keeps totals exact across restarts); `live*` gauge files are removed when a worker dies.
+When a worker dies its `live*` gauge files are removed and its counter and histogram values are
+folded into one archive file per type, so totals stay exact across restarts while the directory
+holds one set of files per living worker plus the archive, however often workers are replaced.
+
+prometheus-client has no such compaction (it keeps dead workers' files forever), so it is written
+here: a few lines over its own file format, under an flock that scrapes share and folding takes
+exclusively, so no scrape sees a worker's counts twice or not at all.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from prometheus_client import multiprocess, values
+from prometheus_client.mmap_dict import MmapedDict
 
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Stands where a pid stands in a file name (`counter_archive.db`): the collector reads the type
+# from the name's first part and merges every `*.db` file, so archives are summed like any worker.
+ARCHIVE_NAME = "archive"
+# Types whose values of a dead worker still count; gauges are per living worker.
+_ACCUMULATING_TYPES = ("counter", "histogram", "summary")
+_LOCK_FILE = "compaction.lock"
 
 
 def prepare_multiprocess_dir(path: str | Path) -> Path:
@@ -32,14 +47,48 @@ def prepare_multiprocess_dir(path: str | Path) -> Path:
 
 
 def mark_worker_dead(pid: int, path: str | Path | None = None) -> None:
-    """Supervisor, once a worker has exited: drop its live gauges (memory, CPU, pool, pending).
+    """Supervisor, once a worker has exited: drop its live gauges (memory, CPU, pool, pending)
+    and fold its counters and histograms into the archive.
 
     No-op in single-process mode. Not `multiprocess_dir()`: the supervisor itself imported
     prometheus-client before it set the variable, and it records no values of its own.
     """
     directory = path if path is not None else os.environ.get(MULTIPROC_DIR_ENV)
-    if directory:
+    if not directory:
+        return
+    with directory_lock(directory, exclusive=True):
         multiprocess.mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
+        for kind in _ACCUMULATING_TYPES:
+            _fold_into_archive(Path(directory), kind, pid)
+
+
+def _fold_into_archive(directory: Path, kind: str, pid: int) -> None:
+    """Add a dead worker's values of one type to that type's archive, then remove its file.
+
+    Values are raw per-file counts (histogram buckets are not yet cumulative), so a sum is exact.
+    """
+    dead_file = directory / f"{kind}_{pid}.db"
+    if not dead_file.exists():
+        return
+    archive = MmapedDict(str(directory / f"{kind}_{ARCHIVE_NAME}.db"))  # type: ignore[no-untyped-call]
+    try:
+        for key, value, timestamp, _ in MmapedDict.read_all_values_from_file(str(dead_file)):  # type: ignore[no-untyped-call]
+            archived, _ = archive.read_value(key)  # type: ignore[no-untyped-call]
+            archive.write_value(key, archived + value, timestamp)  # type: ignore[no-untyped-call]
+    finally:
+        archive.close()  # type: ignore[no-untyped-call]
+    dead_file.unlink()
+
+
+@contextlib.contextmanager
+def directory_lock(directory: str | Path, *, exclusive: bool) -> Iterator[None]:
+    """An flock on the directory's lock file: shared for a scrape, exclusive for folding.
+
+    Released by the kernel if its holder dies, so a killed worker cannot wedge the others.
+    """
+    with open(Path(directory) / _LOCK_FILE, "a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
 
 
 def multiprocess_dir() -> str | None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from service.metrics.multiprocess import multiprocess_dir
+from service.metrics.multiprocess import directory_lock, multiprocess_dir
 
 # Label values known in advance are created at start, so every series exists (at 0) from the
 # first scrape and `rate()` sees the first increment instead of a series appearing from nowhere.
@@ -123,10 +124,19 @@ class Metrics:
         return counter
 
 
+class _FoldAwareCollector(MultiProcessCollector):
+    """prometheus-client's merging collector, reading while no dead worker's file is being folded
+    into the archive (which would otherwise be seen twice, or raise as it vanishes)."""
+
+    def collect(self) -> Iterable[Metric]:
+        with directory_lock(self._path, exclusive=False):
+            return super().collect()  # type: ignore[no-any-return,no-untyped-call]
+
+
 def _merging_registry() -> CollectorRegistry:
-    """A registry whose only collector merges every worker's files, dead workers' counters too."""
+    """A registry whose only collector merges every worker's files and the dead workers' archive."""
     registry = CollectorRegistry(auto_describe=False)
-    MultiProcessCollector(registry, path=multiprocess_dir())  # type: ignore[no-untyped-call]
+    _FoldAwareCollector(registry, path=multiprocess_dir())  # type: ignore[no-untyped-call]
     return registry
 
 

@@ -29,6 +29,7 @@ from sqlalchemy import text
 
 from service.config import Settings
 from service.db import Database
+from service.metrics.multiprocess import ARCHIVE_NAME
 from service.selftest.gatekey_cli import settings_env
 from service.selftest.prom import Scrape, parse_scrape
 from service.selftest.target import free_port
@@ -81,7 +82,7 @@ class ServeProcess:
         """A counter's `sample` (e.g. `gatekey_http_requests_total`) per worker pid, dead workers
         included, read from each worker's own file (a scrape merges them and drops the pid)."""
         counts: dict[int, float] = {}
-        for path in self.metrics_dir.glob("counter_*.db"):
+        for path in self.worker_counter_files():
             pid = int(path.stem.removeprefix("counter_"))
             for family in MultiProcessCollector.merge([str(path)]):  # type: ignore[no-untyped-call]
                 counts[pid] = counts.get(pid, 0.0) + sum(
@@ -90,6 +91,11 @@ class ServeProcess:
                     if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items())
                 )
         return counts
+
+    def worker_counter_files(self) -> list[Path]:
+        """Each worker's own counter file; dead workers' counts live on in the archive file."""
+        archive = self.metrics_dir / f"counter_{ARCHIVE_NAME}.db"
+        return [path for path in self.metrics_dir.glob("counter_*.db") if path != archive]
 
 
 def _is_living_worker(child: psutil.Process) -> bool:

@@ -34,7 +34,7 @@ from service.metrics import (
     prepare_multiprocess_dir,
     run_resource_sampler,
 )
-from service.metrics.multiprocess import MULTIPROC_DIR_ENV
+from service.metrics.multiprocess import ARCHIVE_NAME, MULTIPROC_DIR_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 REQUESTS = 500
@@ -191,6 +191,8 @@ async def test_totals_stay_exact_across_workers_and_a_killed_worker(server: Serv
         await send_requests(client, REQUESTS)
         assert (await scrape(client)).requests_total == expected + REQUESTS
 
-    # Files of the dead worker that stay: its counters and histograms, not its live gauges.
+    # No file of the dead worker stays: its counts live on in the archive, its gauges are gone.
+    assert not list(server.metrics_dir.glob(f"*_{dead_pid}.db"))
+    assert (server.metrics_dir / f"counter_{ARCHIVE_NAME}.db").exists()
     assert len(list(server.metrics_dir.glob("counter_*.db"))) == 3
     assert len(list(server.metrics_dir.glob("gauge_liveall_*.db"))) == 2

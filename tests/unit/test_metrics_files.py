@@ -10,9 +10,9 @@ import pytest
 from prometheus_client import values
 
 from service.metrics import Metrics, create_metrics, mark_worker_dead, prepare_multiprocess_dir
-from service.metrics.multiprocess import MULTIPROC_DIR_ENV
+from service.metrics.multiprocess import ARCHIVE_NAME, MULTIPROC_DIR_ENV
 
-LIVE_AND_KEPT = ("gauge_liveall_7.db", "gauge_livesum_7.db", "counter_7.db", "histogram_7.db")
+OLD_FILES = ("gauge_liveall_7.db", "gauge_livesum_7.db", "counter_7.db", "histogram_7.db")
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def multiproc_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("multiproc_env")
 def test_prepare_empties_old_files_and_points_workers_at_the_directory(tmp_path: Path) -> None:
-    for name in (*LIVE_AND_KEPT, "counter_8.db"):
+    for name in (*OLD_FILES, "counter_8.db"):
         (tmp_path / name).write_bytes(b"old")
     (tmp_path / "README").write_text("not ours")
 
@@ -32,19 +32,6 @@ def test_prepare_empties_old_files_and_points_workers_at_the_directory(tmp_path:
 
     assert sorted(p.name for p in directory.iterdir()) == ["README"]
     assert Path(os.environ[MULTIPROC_DIR_ENV]) == tmp_path
-
-
-def test_dead_worker_loses_live_gauges_and_keeps_counters(tmp_path: Path) -> None:
-    for name in (*LIVE_AND_KEPT, "gauge_liveall_8.db"):
-        (tmp_path / name).write_bytes(b"")
-
-    mark_worker_dead(7, tmp_path)
-
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "counter_7.db",
-        "gauge_liveall_8.db",
-        "histogram_7.db",
-    ]
 
 
 def test_variable_set_after_import_is_refused(
@@ -104,6 +91,33 @@ def test_totals_stay_exact_when_a_worker_dies(
     assert samples(second, "gatekey_worker_resident_memory_bytes") == {(("pid", "202"),): 202000.0}
     assert samples(second, "gatekey_db_pool_checked_out") == {(): 2.0}
     assert samples(second, "gatekey_usage_pending") == {(): 5.0}
+
+
+@pytest.mark.usefixtures("worker_values")
+def test_dead_workers_fold_into_one_archive_and_leave_no_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    survivor = as_worker(100, monkeypatch)
+    survivor.http_requests.labels("GET", "/v1/auth", "401").inc()
+    # Five workers in turn, each serving two requests and dying: a restart loop.
+    for pid in range(201, 206):
+        worker = as_worker(pid, monkeypatch)
+        worker.http_requests.labels("GET", "/v1/whoami", "200").inc(2)
+        worker.http_request_duration.labels("GET", "/v1/whoami").observe(0.002)
+        worker.worker_resident_memory.labels(str(pid)).set(1000)
+        mark_worker_dead(pid)
+
+    names = {p.name for p in tmp_path.glob("*.db")}
+    # Only the survivor's own files and the archives remain, whatever the number of deaths.
+    assert {name.rsplit("_", 1)[1] for name in names} == {"100.db", f"{ARCHIVE_NAME}.db"}
+    assert {f"counter_{ARCHIVE_NAME}.db", f"histogram_{ARCHIVE_NAME}.db"} <= names
+    assert samples(survivor, "gatekey_http_requests_total") == {
+        (("method", "GET"), ("route", "/v1/whoami"), ("status", "200")): 10.0,
+        (("method", "GET"), ("route", "/v1/auth"), ("status", "401")): 1.0,
+    }
+    whoami = (("le", "0.0025"), ("method", "GET"), ("route", "/v1/whoami"))
+    assert samples(survivor, "gatekey_http_request_duration_seconds_bucket")[whoami] == 5.0
+    assert samples(survivor, "gatekey_worker_resident_memory_bytes") == {}
 
 
 @pytest.mark.usefixtures("worker_values")

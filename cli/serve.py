@@ -9,6 +9,7 @@ import typer
 
 from cli.common import fail, run_async, settings_of
 from service.config import RateLimitBackend
+from service.db import migrations
 from service.workers.sizing import plan_workers, read_connection_budget
 from service.workers.supervisor import run_workers
 
@@ -32,6 +33,14 @@ def serve(
             2,
         )
     budget = run_async(lambda: read_connection_budget(settings))
+    # Workers on an unmigrated schema would answer every key check with 503: refuse up front.
+    current, head = (
+        run_async(lambda: migrations.current_revision(settings)),
+        migrations.head_revision(settings),
+    )
+    if current != head:
+        schema = current or "no revision"
+        fail(f"the database schema is at {schema}, not at head {head}: run `gatekey db upgrade`")
     count = plan_workers(
         requested=requested if settings.rate_limit_backend is RateLimitBackend.REDIS else 1,
         cpu_count=os.cpu_count() or 1,

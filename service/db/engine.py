@@ -21,6 +21,24 @@ from service.metrics.registry import Metrics
 
 # Connection-level failures that mean "the database is not there", as opposed to a bug in a query.
 _UNAVAILABLE = (OSError, sa_exc.InterfaceError, sa_exc.OperationalError, asyncio.TimeoutError)
+# Server answers that mean the same: the deployment is not ready, which a client should retry
+# (503), not a bug in a query (500). asyncpg raises these as plain DBAPIError or ProgrammingError.
+_UNAVAILABLE_SQLSTATES = {
+    "08": "connection failure",
+    "3D000": "the database does not exist (run `gatekey db upgrade`)",
+    "42P01": "the schema is not migrated (run `gatekey db upgrade`)",
+    "53": "the server is out of resources",
+    "57P": "the server is shutting down or starting",
+}
+
+
+def unavailable_reason(exc: sa_exc.DBAPIError) -> str | None:
+    """Why the database cannot serve, when `exc` says so; None for any other database error."""
+    sqlstate = str(getattr(exc.orig, "sqlstate", None) or "")
+    for prefix, reason in _UNAVAILABLE_SQLSTATES.items():
+        if sqlstate.startswith(prefix):
+            return reason
+    return None
 
 
 def create_engine(
@@ -72,6 +90,11 @@ class Database:
             raise DatabaseUnavailable("no database connection became free in time") from exc
         except _UNAVAILABLE as exc:
             raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+        except sa_exc.DBAPIError as exc:
+            reason = unavailable_reason(exc)
+            if reason is None:
+                raise
+            raise DatabaseUnavailable(f"database unavailable: {reason}") from exc
         finally:
             # Shielded: a client that disconnects mid-request cancels this task, and an
             # interrupted close is exactly how connections leak out of a pool.

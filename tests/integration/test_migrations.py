@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from service.config import Settings
 from service.db import migrations
-from tests.factories import CliResult, run_cli
+from service.selftest.target import free_port
+from tests.factories import CliResult, assert_problem, run_cli, running_app, unknown_key
 
 
 @pytest.fixture
@@ -86,3 +87,22 @@ async def test_upgrade_downgrade_upgrade_with_check(scratch: Settings) -> None:
 
     _ok(await _gatekey(scratch, "db", "upgrade"))
     assert "schema at head, no drift" in _ok(await _gatekey(scratch, "db", "check"))
+
+
+async def test_an_unmigrated_schema_is_refused_by_serve_and_answered_503(scratch: Settings) -> None:
+    _ok(await _gatekey(scratch, "db", "upgrade"))
+    _ok(await _gatekey(scratch, "db", "downgrade", "base"))
+    head = migrations.head_revision(scratch)
+
+    refused = await _gatekey(scratch, "serve", "--port", str(free_port()), "--workers", "1")
+    assert refused.returncode == 1
+    assert refused.stderr_lines == [
+        f"error: the database schema is at no revision, not at head {head}: "
+        "run `gatekey db upgrade`"
+    ]
+    # An app already running when its tables go: every key check says why, none is a 500.
+    async with running_app(scratch) as (_, client):
+        for path in ("/v1/whoami", "/v1/auth", "/v1/usage"):
+            response = await client.get(path, headers={"X-API-Key": unknown_key(scratch)})
+            body = assert_problem(response, 503, "DATABASE_UNAVAILABLE")
+            assert "gatekey db upgrade" in body["detail"]

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import typer
 
+# typer vendors click since 0.22; these are the classes its parser raises (not `click`'s own).
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+
 from cli import db, keys, selftest, serve
-from cli.common import clean_errors
+from cli.common import EXIT_USAGE, clean_errors, fail
 
 app = typer.Typer(
     name="gatekey",
@@ -22,4 +25,18 @@ app.command("selftest")(selftest.selftest)
 
 def main() -> None:
     with clean_errors():
-        app()
+        # Not standalone: click would print a usage error as a boxed block; here it is one line.
+        try:
+            exit_code = app(standalone_mode=False)
+        except NoArgsIsHelpError as exc:
+            exc.show()
+            raise SystemExit(EXIT_USAGE) from None
+        except UsageError as exc:
+            hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+            fail(f"{exc.format_message()}{hint}", EXIT_USAGE)
+        except ClickException as exc:
+            fail(exc.format_message(), exc.exit_code)
+        except typer.Abort:
+            fail("aborted")
+        # Non-standalone click returns the code of an explicit exit (`typer.Exit`) or `--help`.
+        raise SystemExit(exit_code if isinstance(exit_code, int) else 0)

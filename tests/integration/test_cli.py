@@ -50,6 +50,14 @@ BAD_INPUT = {
     "missing database": BadInput(
         ("keys", "list"), 1, "does not exist", {"DATABASE_URL": MISSING_DATABASE}
     ),
+    "missing argument": BadInput(
+        ("keys", "show"), 2, "Missing argument 'key_id'. (see `gatekey keys show --help`)"
+    ),
+    "unknown command": BadInput(("keys", "delete"), 2, "No such command 'delete'."),
+    "unknown option": BadInput(("keys", "list", "--limit", "3"), 2, "No such option: --limit"),
+    "option without value": BadInput(
+        ("keys", "create", "--name"), 2, "Option '--name' requires an argument."
+    ),
 }
 
 
@@ -75,7 +83,8 @@ async def bad_input_results(database: Database, settings: Settings) -> dict[str,
 def test_bad_input_is_one_line_and_an_exit_code(
     bad_input_results: dict[str, CliResult], case: str
 ) -> None:
-    """Settings errors name the variable (exit 2); service and input errors exit 1."""
+    """Settings and usage errors exit 2 (naming the variable, or the command's help); service
+    and input errors exit 1."""
     expected = BAD_INPUT[case]
     result = bad_input_results[case]
     assert "Traceback" not in result.stdout + result.stderr, result.stderr[-2000:]

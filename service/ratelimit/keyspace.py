@@ -25,6 +25,10 @@ class RedisKeyspace:
         """Hash: minute epoch (seconds) -> admitted requests in that minute, cumulative."""
         return f"{self.namespace}:{{{key_id}}}:usage"
 
+    def batch(self, key_id: str, batch_id: str) -> str:
+        """String: marks a batch of deferred usage as applied to the key's usage hash."""
+        return f"{self.namespace}:{{{key_id}}}:batch:{batch_id}"
+
     @property
     def dirty(self) -> str:
         """Set of key ids whose usage changed since the flusher last claimed the set."""

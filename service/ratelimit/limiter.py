@@ -12,11 +12,12 @@ from redis.backoff import NoBackoff
 from service.config import RateLimitBackend, RedisErrorPolicy, Settings
 from service.ratelimit.breaker import CircuitBreaker
 from service.ratelimit.decision import RateLimitDecision
+from service.ratelimit.deferred_usage import DeferredUsage
 from service.ratelimit.fallback import make_fallback
 from service.ratelimit.keyspace import RedisKeyspace
 from service.ratelimit.memory import MemoryRateLimiter
 from service.ratelimit.policy import RateLimitPolicy
-from service.ratelimit.redis_limiter import RedisRateLimiter
+from service.ratelimit.redis_limiter import USAGE_TTL_S, RedisRateLimiter
 
 # How long an open breaker answers without Redis before one call probes it again.
 BREAKER_COOLDOWN_S = 0.5
@@ -56,6 +57,7 @@ def create_limiter(
     )
     policy = settings.rate_limit_on_redis_error
     local = MemoryRateLimiter(divisor=worker_count)
+    keyspace = keyspace or RedisKeyspace()
     return RedisRateLimiter(
         redis,
         timeout=settings.redis_timeout,
@@ -64,6 +66,7 @@ def create_limiter(
         on_decision=on_decision,
         keyspace=keyspace,
         observe=local.observe if policy is RedisErrorPolicy.LOCAL else None,
+        deferred_usage=DeferredUsage(redis, keyspace, ttl_s=USAGE_TTL_S),
     )
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any, cast
@@ -20,6 +22,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from service.ratelimit.breaker import CircuitBreaker
 from service.ratelimit.deadline import Deadline
 from service.ratelimit.decision import RateLimitDecision
+from service.ratelimit.deferred_usage import DeferredUsage
 from service.ratelimit.gcra import GcraParams, gcra_params, to_decision
 from service.ratelimit.keyspace import RedisKeyspace
 from service.ratelimit.policy import RateLimitPolicy
@@ -28,8 +31,26 @@ logger = logging.getLogger("gatekey.ratelimit")
 
 USAGE_TTL_S = 2 * 86400
 Fallback = Callable[[str, RateLimitPolicy], RateLimitDecision]
-_Reply = list[int] | None  # the script's four numbers; None: Redis failed, decide without it
+
+
+@dataclass(frozen=True, slots=True)
+class _Unanswered:
+    """Redis gave no answer for a hit, which is decided without it. `maybe_ran`: the script was
+    sent, so Redis may have counted the hit (or will, once a paused Redis resumes)."""
+
+    maybe_ran: bool
+
+
+_NOT_SENT = _Unanswered(maybe_ran=False)
+_SENT = _Unanswered(maybe_ran=True)
+_Reply = list[int] | _Unanswered  # the script's four numbers, or why there are none
 _Call = tuple[str, GcraParams, "asyncio.Future[_Reply]"]
+
+
+class _BatchFailed(Exception):
+    def __init__(self, *, maybe_ran: bool) -> None:
+        super().__init__("maybe ran" if maybe_ran else "not sent")
+        self.maybe_ran = maybe_ran
 
 
 @cache
@@ -63,6 +84,7 @@ class RedisRateLimiter:
         keyspace: RedisKeyspace | None = None,
         max_in_flight: int = 2,
         observe: Callable[[str, int], None] | None = None,
+        deferred_usage: DeferredUsage | None = None,
     ) -> None:
         pool = redis.connection_pool
         kwargs = {**pool.connection_kwargs, "socket_timeout": None, "retry": Retry(NoBackoff(), 0)}
@@ -77,6 +99,9 @@ class RedisRateLimiter:
         self._on_decision = on_decision or _ignore
         # Told each key's time-until-full, so a local fallback starts from Redis's count.
         self._observe = observe
+        # Counts what a fallback admits, for Redis to take over once it answers again.
+        self._deferred_usage = deferred_usage
+        self._hand_over: asyncio.Task[None] | None = None
         self._keyspace = keyspace or RedisKeyspace()
         self._max_in_flight = max_in_flight
         self._script = load_script()
@@ -89,15 +114,15 @@ class RedisRateLimiter:
 
     async def hit(self, key_id: str, policy: RateLimitPolicy) -> RateLimitDecision:
         if not self._breaker.allow():
-            return self._fall_back(key_id, policy)
+            return self._fall_back(key_id, policy, _NOT_SENT)
         params = gcra_params(policy)
         future: asyncio.Future[_Reply] = asyncio.get_running_loop().create_future()
         self._pending.append((key_id, params, future))
         if not self._is_batch_starting and self._in_flight < self._max_in_flight:
             self._start_batch()
         reply = await future
-        if reply is None:
-            return self._fall_back(key_id, policy)
+        if isinstance(reply, _Unanswered):
+            return self._fall_back(key_id, policy, reply)
         allowed, remaining, reset_us, retry_after_us = reply
         self._on_decision("allowed" if allowed else "limited")
         if self._observe is not None:
@@ -110,13 +135,47 @@ class RedisRateLimiter:
     async def aclose(self) -> None:
         while self._tasks:  # a finishing batch may start the next one
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._deferred_usage is not None and not self._deferred_usage.is_empty:
+            # A last try; what Redis does not take now is lost with the process.
+            with contextlib.suppress(Exception):
+                await self._deferred_usage.hand_over()
+            if not self._deferred_usage.is_empty:
+                logger.warning(
+                    "ratelimit_deferred_usage_lost",
+                    extra={"requests": self._deferred_usage.held()},
+                )
         idle, self._idle = self._idle, []
         for connection in idle:
             await connection.disconnect()
 
-    def _fall_back(self, key_id: str, policy: RateLimitPolicy) -> RateLimitDecision:
+    def _fall_back(
+        self, key_id: str, policy: RateLimitPolicy, unanswered: _Unanswered
+    ) -> RateLimitDecision:
         self._on_decision("fallback")
-        return self._fallback(key_id, policy)
+        decision = self._fallback(key_id, policy)
+        # A hit whose script may have run is not counted again here: at most once, not twice.
+        if decision.allowed and not unanswered.maybe_ran and self._deferred_usage is not None:
+            self._deferred_usage.add(key_id)
+        return decision
+
+    def _start_hand_over(self) -> None:
+        """After a batch Redis answered: pass the usage counted without it back, in the
+        background (one hand-over at a time; a failed one is retried after the next success)."""
+        deferred = self._deferred_usage
+        if deferred is None or deferred.is_empty:
+            return
+        if self._hand_over is not None and not self._hand_over.done():
+            return
+
+        async def hand_over() -> None:
+            try:
+                await deferred.hand_over()
+            except Exception as error:
+                logger.warning("ratelimit_deferred_usage_retry", extra={"error": repr(error)})
+
+        self._hand_over = asyncio.get_running_loop().create_task(hand_over())
+        self._tasks.add(self._hand_over)
+        self._hand_over.add_done_callback(self._tasks.discard)
 
     def _start_batch(self) -> None:
         # The task's first step runs on the next loop iteration, after every hit queued in this
@@ -138,14 +197,17 @@ class RedisRateLimiter:
             replies = await self._execute(batch)
         except Exception as error:  # whatever broke, these hits are decided without Redis
             if self._breaker.record_failure():
-                logger.warning("ratelimit_redis_unavailable", extra={"error": repr(error)})
+                cause = error.__cause__ if isinstance(error, _BatchFailed) else error
+                logger.warning("ratelimit_redis_unavailable", extra={"error": repr(cause)})
             # Hits queued behind this batch would only wait for the same failure.
+            sent = _SENT if not isinstance(error, _BatchFailed) or error.maybe_ran else _NOT_SENT
+            replies = [sent] * len(batch) + [_NOT_SENT] * len(self._pending)
             batch += self._pending
             self._pending = []
-            replies = [None] * len(batch)
         else:
             if self._breaker.record_success():
                 logger.info("ratelimit_redis_recovered")
+            self._start_hand_over()
         finally:
             self._in_flight -= 1
         for (_, _, future), reply in zip(batch, replies, strict=True):
@@ -156,10 +218,12 @@ class RedisRateLimiter:
 
     async def _execute(self, batch: list[_Call]) -> list[_Reply]:
         connection = self._idle.pop() if self._idle else self._new_connection()
+        is_sent = False
         try:
             with Deadline(self._deadline_s) as deadline:
                 if not connection.is_connected:
                     await connection.connect()  # type: ignore[no-untyped-call]  # redis-py
+                is_sent = True  # from here on, Redis may run the scripts whatever happens next
                 replies = await self._round_trip(connection, deadline, b"EVALSHA", self._sha, batch)
                 missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
                 if missing:
@@ -170,9 +234,11 @@ class RedisRateLimiter:
                     )
                     for i, reply in zip(missing, retried, strict=True):
                         replies[i] = reply
-        except BaseException:
+        except BaseException as error:
             # The connection may still owe replies: never reuse it as it is.
             await connection.disconnect(nowait=True)
+            if isinstance(error, Exception):
+                raise _BatchFailed(maybe_ran=is_sent) from error
             raise
         finally:
             self._idle.append(connection)

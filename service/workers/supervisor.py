@@ -3,7 +3,8 @@
 uvicorn's supervisor already replaces a dead worker, health-checks the living and turns SIGTERM
 into a graceful stop of every worker (stop accepting, finish in-flight requests, run the lifespan
 shutdown). It lacks only a hook on worker death, which prometheus-client's multiprocess mode
-needs to drop the dead pid's live gauges; the subclass adds exactly that.
+needs to drop the dead pid's live gauges and fold its counts into the archive; the subclass adds
+exactly that.
 """
 
 from __future__ import annotations

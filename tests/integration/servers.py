@@ -354,6 +354,21 @@ def assert_exact_burst(outcomes: list[Outcome], limit: int, window_s: int) -> No
             assert headers["RateLimit-Remaining"] == "0", headers
 
 
+# Flushes happen every 0.5 s (serve_settings); ten of them is plenty on a loaded machine.
+FLUSHED_WITHIN_S = 5.0
+
+
+async def wait_for_usage(database: Database, key_id: uuid.UUID, expected: int) -> None:
+    """Until the table holds `expected` for the key (bounded); then two flushes later still."""
+    deadline = time.monotonic() + FLUSHED_WITHIN_S
+    while (stored := await stored_usage(database, key_id)) != expected:
+        assert stored < expected, f"stored {stored} > {expected}: counted twice"
+        assert time.monotonic() < deadline, f"stored {stored}, expected {expected}"
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(1.0)
+    assert await stored_usage(database, key_id) == expected
+
+
 async def stored_usage(database: Database, key_id: uuid.UUID) -> int:
     """The key's admitted requests as flushed to PostgreSQL."""
     async with database.get_session() as session:

@@ -17,9 +17,11 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 import uvloop
+from redis.exceptions import RedisError
 
 from service.config import RedisErrorPolicy, Settings
 from service.ratelimit.decision import RateLimitDecision
+from service.ratelimit.deferred_usage import DeferredUsage
 from service.ratelimit.keyspace import RedisKeyspace
 from service.ratelimit.limiter import RateLimiter, create_limiter, create_redis
 from service.ratelimit.policy import RateLimitPolicy
@@ -234,3 +236,68 @@ async def test_deny_policy_refuses_fast_when_nothing_listens(keyspace: RedisKeys
     assert not any(d.allowed for _, d in timings)
     assert all(d.is_fallback and d.retry_after_s > 0 for _, d in timings)
     assert log == ["fallback"] * 20
+
+
+async def usage_of(redis: aioredis.Redis, keyspace: RedisKeyspace, key_id: str) -> dict[int, int]:
+    counts = await redis.hgetall(keyspace.usage(key_id))  # type: ignore[misc]  # redis-py stub
+    return {int(minute): int(count) for minute, count in counts.items()}
+
+
+async def test_admissions_without_redis_reach_it_once_when_it_answers_again(
+    own_redis: tuple[subprocess.Popen[bytes], str], keyspace: RedisKeyspace
+) -> None:
+    server, url = own_redis
+    settings = Settings(redis_url=url, rate_limit_on_redis_error=RedisErrorPolicy.LOCAL)
+    key_id = str(uuid.uuid4())
+    async with limiter_on(settings, keyspace) as (limiter, _):
+        assert not (await limiter.hit(key_id, HUNDRED_PER_HOUR)).is_fallback
+        os.kill(server.pid, signal.SIGSTOP)
+        try:
+            # The first hits' scripts are sent and wait in the paused Redis (which runs them on
+            # resuming); the breaker then opens and the rest are counted in the process.
+            paused = [await limiter.hit(key_id, HUNDRED_PER_HOUR) for _ in range(20)]
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+        assert all(d.is_fallback and d.allowed for d in paused)
+        resumed_at = time.monotonic()
+        while (await limiter.hit(str(uuid.uuid4()), HUNDRED_PER_HOUR)).is_fallback:
+            assert time.monotonic() - resumed_at < 2.0, "limiting did not resume within 2 s"
+            await asyncio.sleep(0.05)
+        client = aioredis.Redis.from_url(url)
+        try:
+            while sum((await usage_of(client, keyspace, key_id)).values()) < 21:
+                assert time.monotonic() - resumed_at < 2.0, "deferred usage not handed over"
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)
+            assert sum((await usage_of(client, keyspace, key_id)).values()) == 21
+            assert key_id.encode() in await client.smembers(keyspace.dirty)  # type: ignore[misc]
+        finally:
+            await client.aclose()
+
+
+async def test_a_deferred_batch_whose_reply_is_lost_is_applied_once(
+    settings: Settings, keyspace: RedisKeyspace, redis: aioredis.Redis
+) -> None:
+    now = [120.0]
+    client = create_redis(settings)  # REDIS_TIMEOUT: a paused reply is a lost one
+    deferred = DeferredUsage(client, keyspace, ttl_s=60, clock=lambda: now[0])
+    try:
+        deferred.add("warm-up")  # loads the script while Redis answers
+        await deferred.hand_over()
+        for _ in range(3):
+            deferred.add("a")
+        now[0] = 185.0
+        deferred.add("a")
+        deferred.add("b")
+        await redis.execute_command("CLIENT", "PAUSE", "300", "WRITE")
+        with pytest.raises(RedisError):  # Redis holds the batch and runs it once the pause ends
+            await deferred.hand_over()
+        assert deferred.held() == 5
+        await asyncio.sleep(0.4)
+        await deferred.hand_over()  # the same batch again: already applied, so nothing changes
+    finally:
+        await client.aclose()
+    assert deferred.is_empty
+    assert await usage_of(redis, keyspace, "a") == {120: 3, 180: 1}
+    assert await usage_of(redis, keyspace, "b") == {180: 1}
+    assert {b"a", b"b"} <= await redis.smembers(keyspace.dirty)  # type: ignore[misc]

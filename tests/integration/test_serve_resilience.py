@@ -35,6 +35,7 @@ from tests.integration.servers import (
     serve_settings,
     serving,
     stored_usage,
+    wait_for_usage,
 )
 
 WHOAMI = "/v1/whoami"
@@ -194,6 +195,9 @@ async def test_a_paused_redis_degrades_without_errors_then_limiting_resumes(
     assert burst_at - resumed_at < 2.0
     assert_exact_burst(burst, 20, HOUR)
     assert fallbacks(after) == fallbacks(settled)
+    # Every admitted request is in the usage table once: those counted by Redis, those the
+    # fallback admitted and handed to Redis on its return, and those Redis ran on resuming.
+    await wait_for_usage(database, generous.record.id, len(outcomes))
 
 
 async def wait_for_new_worker(server: ServeProcess, old: set[int], bound_s: float) -> set[int]:

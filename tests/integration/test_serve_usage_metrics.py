@@ -8,7 +8,6 @@ import os
 import secrets
 import signal
 import time
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import asynccontextmanager
@@ -22,6 +21,7 @@ from service.db import Database
 from service.ratelimit.keyspace import RedisKeyspace
 from tests.factories import create_key, unknown_key
 from tests.integration.servers import (
+    FLUSHED_WITHIN_S,
     Clients,
     ServeProcess,
     fire,
@@ -30,14 +30,13 @@ from tests.integration.servers import (
     serve_settings,
     serving,
     stored_usage,
+    wait_for_usage,
 )
 
 WHOAMI = "/v1/whoami"
 USAGE = "/v1/usage"
 REQUESTS = "gatekey_http_requests_total"
 GENEROUS = "10000/second"
-# Flushes happen every 0.5 s (serve_settings); ten of them is plenty on a loaded machine.
-FLUSHED_WITHIN_S = 5.0
 
 
 @pytest.fixture(scope="module")
@@ -76,17 +75,6 @@ async def test_request_counter_grows_by_exactly_the_requests_served(
     for method, _, _, status, route in kinds:
         labels = {"method": method, "route": route, "status": str(status)}
         assert after.total(REQUESTS, **labels) - before.total(REQUESTS, **labels) == 100
-
-
-async def wait_for_usage(database: Database, key_id: uuid.UUID, expected: int) -> None:
-    """Until the table holds `expected` for the key (bounded); then two flushes later still."""
-    deadline = time.monotonic() + FLUSHED_WITHIN_S
-    while (stored := await stored_usage(database, key_id)) != expected:
-        assert stored < expected, f"stored {stored} > {expected}: counted twice"
-        assert time.monotonic() < deadline, f"stored {stored}, expected {expected}"
-        await asyncio.sleep(0.1)
-    await asyncio.sleep(1.0)
-    assert await stored_usage(database, key_id) == expected
 
 
 @asynccontextmanager

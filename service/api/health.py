@@ -33,7 +33,7 @@ async def _database_status(state: StateDep) -> str:
 async def readyz(state: StateDep) -> JSONResponse:
     """Ready when the database answers; a degraded Redis is reported, and only fails readiness
     when `RATE_LIMIT_ON_REDIS_ERROR=deny` (otherwise the fallback keeps serving)."""
-    checks = {"database": await _database_status(state), "redis": state.limiter.health()}
+    checks = {"database": await _database_status(state), "redis": await state.limiter.health()}
     redis_blocks = (
         checks["redis"] != "ok"
         and state.settings.rate_limit_on_redis_error is RedisErrorPolicy.DENY

@@ -32,8 +32,8 @@ class RateLimiter(Protocol):
         """Count one request of `key_id` against `policy` and say whether it is admitted."""
         ...
 
-    def health(self) -> str:
-        """`ok`, or `degraded` while decisions are made without Redis."""
+    async def health(self) -> str:
+        """`ok`, or `degraded` while decisions are made (or would be made) without Redis."""
         ...
 
     async def aclose(self) -> None: ...

@@ -64,7 +64,7 @@ class MemoryRateLimiter:
             self._on_decision("allowed" if decision.allowed else "limited")
         return decision
 
-    def health(self) -> str:
+    async def health(self) -> str:
         return "ok"
 
     async def aclose(self) -> None:

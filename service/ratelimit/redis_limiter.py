@@ -86,6 +86,7 @@ class RedisRateLimiter:
         observe: Callable[[str, int], None] | None = None,
         deferred_usage: DeferredUsage | None = None,
     ) -> None:
+        self._redis = redis
         pool = redis.connection_pool
         kwargs = {**pool.connection_kwargs, "socket_timeout": None, "retry": Retry(NoBackoff(), 0)}
         self._new_connection: Callable[[], AbstractConnection] = lambda: pool.connection_class(
@@ -129,8 +130,17 @@ class RedisRateLimiter:
             self._observe(key_id, reset_us)
         return to_decision(params, allowed == 1, remaining, reset_us, retry_after_us)
 
-    def health(self) -> str:
-        return "ok" if self._breaker.state == "closed" else "degraded"
+    async def health(self) -> str:
+        """`degraded` while the breaker is open, or when Redis does not answer a PING now: a
+        worker that has had no traffic since Redis went away has not met the failure yet."""
+        if self._breaker.state != "closed":
+            return "degraded"
+        try:
+            async with asyncio.timeout(self._deadline_s):
+                await self._redis.ping()
+        except Exception:  # whatever the failure, this worker cannot reach Redis now
+            return "degraded"
+        return "ok"
 
     async def aclose(self) -> None:
         while self._tasks:  # a finishing batch may start the next one

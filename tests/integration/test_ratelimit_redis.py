@@ -137,7 +137,7 @@ async def test_script_flush_during_a_burst_is_invisible(
             decisions += await burst([first, second], key_id, 100, HUNDRED_PER_HOUR)
         stop.set()
         assert await flusher > 0
-        assert first.health() == second.health() == "ok"
+        assert await first.health() == await second.health() == "ok"
     assert_exact(decisions, 100)
 
 
@@ -208,7 +208,7 @@ async def test_hung_then_dead_redis_never_blocks_and_limiting_resumes(
         assert max(elapsed for elapsed, _ in timings) < 0.15
         assert all(decision.is_fallback for _, decision in timings)
         assert sum(decision.allowed for _, decision in concurrent) == 25  # 100 / 4 workers
-        assert limiter.health() == "degraded"
+        assert await limiter.health() == "degraded"
         assert log.count("fallback") == 110
 
         os.kill(server.pid, signal.SIGCONT)
@@ -216,7 +216,7 @@ async def test_hung_then_dead_redis_never_blocks_and_limiting_resumes(
         while (await limiter.hit(str(uuid.uuid4()), HUNDRED_PER_HOUR)).is_fallback:
             assert time.monotonic() - resumed_at < 2.0, "limiting did not resume within 2 s"
             await asyncio.sleep(0.05)
-        assert limiter.health() == "ok"
+        assert await limiter.health() == "ok"
         assert_exact(await burst([limiter], str(uuid.uuid4()), 1000, HUNDRED_PER_HOUR), 100)
 
         server.kill()  # dead: connections are refused

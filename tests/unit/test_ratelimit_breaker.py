@@ -100,11 +100,11 @@ async def test_open_breaker_decides_without_touching_redis() -> None:
     assert sum(d.allowed for d in results) == 50
     assert all(d.is_fallback for d in results)
     assert decisions == ["fallback"] * 60
-    assert limiter.health() == "degraded"
+    assert await limiter.health() == "degraded"
     await limiter.aclose()
 
 
-def test_factory_builds_the_configured_backend() -> None:
+async def test_factory_builds_the_configured_backend() -> None:
     memory = create_limiter(
         Settings(rate_limit_backend=RateLimitBackend.MEMORY), redis=None, worker_count=1
     )
@@ -113,7 +113,8 @@ def test_factory_builds_the_configured_backend() -> None:
         create_limiter(Settings(), redis=None, worker_count=1)
     redis_limiter = create_limiter(Settings(), redis=Redis(port=9), worker_count=3)
     assert isinstance(redis_limiter, RedisRateLimiter)
-    assert redis_limiter.health() == "ok"
+    # The breaker is closed, but nothing answers on port 9: not healthy.
+    assert await redis_limiter.health() == "degraded"
 
 
 def test_breaker_opens_only_after_the_threshold_of_failures_in_a_row() -> None:

@@ -89,7 +89,7 @@ async def test_memory_limiter_is_exact_and_refills_with_the_clock() -> None:
     again = [await limiter.hit("k", HUNDRED_PER_HOUR) for _ in range(5)]
     assert [d.allowed for d in again] == [True, True, False, False, False]
     assert (await limiter.hit("other", HUNDRED_PER_HOUR)).remaining == 99
-    assert limiter.health() == "ok"
+    assert await limiter.health() == "ok"
 
 
 @pytest.mark.parametrize(("limit", "workers", "admitted"), [(100, 4, 25), (10, 3, 3), (3, 8, 1)])

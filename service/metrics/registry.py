@@ -59,11 +59,11 @@ class Metrics:
             buckets=HTTP_BUCKETS,
             registry=registry,
         )
-        self.db_pool_size = self._live_sum("gatekey_db_pool_size", "Configured pool size")
-        self.db_pool_checked_out = self._live_sum(
+        self.db_pool_size = self._per_worker("gatekey_db_pool_size", "Configured pool size")
+        self.db_pool_checked_out = self._per_worker(
             "gatekey_db_pool_checked_out", "Connections checked out of the pool"
         )
-        self.db_pool_overflow = self._live_sum(
+        self.db_pool_overflow = self._per_worker(
             "gatekey_db_pool_overflow", "Connections open beyond the pool size"
         )
         self.db_pool_wait = Histogram(
@@ -111,9 +111,10 @@ class Metrics:
             registry=registry,
         )
 
-    def _live_sum(self, name: str, documentation: str) -> Gauge:
-        """A per-worker gauge whose scrape is the sum over living workers."""
-        return Gauge(name, documentation, multiprocess_mode="livesum", registry=self.registry)
+    def _per_worker(self, name: str, documentation: str) -> Gauge:
+        """Each worker's own pool, one series per living worker (multiprocess mode adds the
+        `pid` label); `sum()` over them is the deployment's."""
+        return Gauge(name, documentation, multiprocess_mode="liveall", registry=self.registry)
 
     def _counter(
         self, name: str, documentation: str, label: str, known_values: tuple[str, ...]

@@ -89,7 +89,7 @@ def test_totals_stay_exact_when_a_worker_dies(
     duration_count = {(("method", "GET"), ("route", "/v1/whoami")): 2.0}
     assert samples(second, "gatekey_http_request_duration_seconds_count") == duration_count
     assert samples(second, "gatekey_worker_resident_memory_bytes") == {(("pid", "202"),): 202000.0}
-    assert samples(second, "gatekey_db_pool_checked_out") == {(): 2.0}
+    assert samples(second, "gatekey_db_pool_checked_out") == {(("pid", "202"),): 2.0}
     assert samples(second, "gatekey_usage_pending") == {(): 5.0}
 
 
@@ -121,12 +121,17 @@ def test_dead_workers_fold_into_one_archive_and_leave_no_files(
 
 
 @pytest.mark.usefixtures("worker_values")
-def test_live_gauges_sum_or_take_the_latest_report(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pool_gauges_are_per_worker_and_pending_is_the_latest_report(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     first, second = as_worker(101, monkeypatch), as_worker(202, monkeypatch)
     first.db_pool_checked_out.set(4)
     second.db_pool_checked_out.set(6)
     second.usage_pending.set(5)
     first.usage_pending.set(3)
 
-    assert samples(first, "gatekey_db_pool_checked_out") == {(): 10.0}
+    assert samples(first, "gatekey_db_pool_checked_out") == {
+        (("pid", "101"),): 4.0,
+        (("pid", "202"),): 6.0,
+    }
     assert samples(first, "gatekey_usage_pending") == {(): 3.0}

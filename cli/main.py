@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import typer
 
 # typer vendors click since 0.22; these are the classes its parser raises (not `click`'s own).
@@ -24,6 +26,9 @@ app.command("selftest")(selftest.selftest)
 
 
 def main() -> None:
+    # SIGTERM stops a command as Ctrl-C does, so its clean-up runs: `selftest` stops the server
+    # and load processes it started. (`serve`'s supervisor installs handlers of its own.)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with clean_errors():
         # Not standalone: click would print a usage error as a boxed block; here it is one line.
         try:

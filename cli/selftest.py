@@ -87,7 +87,9 @@ def selftest(
     ] = False,
     workers: Annotated[
         int | None,
-        typer.Option(help="Workers of the server it starts (with --url: the count expected)."),
+        typer.Option(
+            min=1, help="Workers of the server it starts (with --url: the count expected)."
+        ),
     ] = None,
     only: Annotated[
         str | None, typer.Option(help="Run only these checks (comma-separated).")
@@ -122,7 +124,9 @@ def selftest(
 
 
 def preflight(
-    workers: Annotated[int | None, typer.Option(help="Workers to size the pools for.")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Workers to size the pools for.")
+    ] = None,
 ) -> None:
     """Settings, packages, PostgreSQL, Redis, migrations, pool sizing and tests, as a table."""
     try:

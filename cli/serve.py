@@ -20,7 +20,7 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
     workers: Annotated[
         int | None,
-        typer.Option(help="Worker processes (default WEB_CONCURRENCY, else CPUs that fit)."),
+        typer.Option(min=1, help="Worker processes (default WEB_CONCURRENCY, else CPUs that fit)."),
     ] = None,
 ) -> None:
     """Run the HTTP service with N supervised worker processes."""

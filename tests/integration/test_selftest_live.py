@@ -4,10 +4,13 @@ input exits 2 in one line, a failed pre-flight exits 1 naming what failed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from service.config import Settings
@@ -74,6 +77,7 @@ async def test_a_live_multi_worker_server_is_go(stack_settings: Settings, tmp_pa
         (["--users", "10,x"], "invalid --users '10,x'"),
         (["--duration", "20 seconds"], "invalid duration '20 seconds'"),
         (["--only", "exact-limit,nonsense"], "unknown check nonsense"),
+        (["--workers", "0"], "Invalid value for '--workers'"),
     ],
 )
 def test_what_cannot_run_exits_2_with_one_line(
@@ -122,3 +126,44 @@ def test_preflight_with_a_bad_setting_fails_on_it(stack_settings: Settings) -> N
     assert result.returncode == EXIT_NO_GO
     assert result.stderr.strip() == "error: preflight failed: settings"
     assert "DATABASE_POOL_SIZE" in result.stdout
+
+
+def descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def is_load_generator(process: psutil.Process) -> bool:
+    try:
+        return "locust" in " ".join(process.cmdline())
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_sigterm_stops_the_selftest_and_everything_it_started(stack_settings: Settings) -> None:
+    cli = GatekeyCli(stack_settings)
+    command = [*cli.executable, "selftest", "--quick", "--only", "load-steps"]
+    process = subprocess.Popen(command, env=cli.env(), stdout=subprocess.DEVNULL)
+    started: list[psutil.Process] = []
+    try:
+        # Once its server and the load generator run, the selftest has most to clean up.
+        deadline = time.monotonic() + 60
+        while not any(is_load_generator(p) for p in started):
+            assert process.poll() is None, "the selftest ended before its load started"
+            assert time.monotonic() < deadline, "no load started within 60 s"
+            time.sleep(0.2)
+            started = descendants(process.pid)
+        process.terminate()
+        assert process.wait(timeout=30) == 130
+        _, alive = psutil.wait_procs(started, timeout=10)
+        assert alive == []
+    finally:
+        # Whatever the outcome, nothing of this test outlives it.
+        for leftover in [*descendants(process.pid), *started]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                leftover.kill()
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)

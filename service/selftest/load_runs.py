@@ -31,7 +31,8 @@ SETTLE_S = 3.0
 
 @dataclass(frozen=True, slots=True)
 class LoadPlan:
-    """Users per step; each step lasts `duration_s`, or ends after `stop_after` requests."""
+    """Users per step; each step lasts `duration_s`, or ends after `stop_after` requests, except
+    the last: the memory check fits its slope over that step, which needs the whole duration."""
 
     users: tuple[int, ...]
     duration_s: float
@@ -44,7 +45,8 @@ async def run_load_steps(
     key = (await ctx.key("load")).key
     sampler = Sampler(ctx.deployment.scrape, ctx.probe.activity, started_at=started)
     runs = []
-    for users in plan.users:
+    for index, users in enumerate(plan.users):
+        stop_after = plan.stop_after if index < len(plan.users) - 1 else None
         progress(f"load: {users} users for {plan.duration_s:g} s")
         before = await sampler.sample()
         done = asyncio.Event()
@@ -52,7 +54,7 @@ async def run_load_steps(
         try:
             stats = await run_locust(
                 url=ctx.deployment.url, key=key, users=users, duration_s=plan.duration_s,
-                stop_after=plan.stop_after, workdir=workdir,
+                stop_after=stop_after, workdir=workdir,
             )  # fmt: skip
         finally:
             done.set()

@@ -12,7 +12,8 @@ from service.selftest.svg import Series, line_chart
 _STYLE = """
 body{font-family:sans-serif;margin:24px;color:#222}
 .verdict{font-size:28px;font-weight:bold}.GO{color:#1a7f37}.NO-GO{color:#c62828}
-.layout{display:flex;flex-wrap:wrap;gap:24px;align-items:flex-start}
+.layout{display:flex;flex-wrap:wrap;gap:24px;align-items:flex-start}.layout>table{flex:1 1 640px}
+.charts{display:flex;flex-direction:column;gap:16px;position:sticky;top:24px}
 table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:4px 6px;
 vertical-align:top;text-align:left}.pass{color:#1a7f37}.warn{color:#b26a00}
 .fail{color:#c62828;font-weight:bold}
@@ -62,7 +63,7 @@ def render_html(report: Report) -> str:
 <div class="layout"><table><tr><th>phase</th><th>check</th><th>result</th><th>figures</th>
 <th>criterion / fix</th></tr>
 {_check_rows(report)}
-</table><div>{charts}</div></div>
+</table><div class="charts">{charts}</div></div>
 </body></html>
 """
 

@@ -236,7 +236,7 @@ async def test_malformed_key_is_rejected_without_sql(
         "scopes": [],
         "ratelimit": None,
     }
-    assert statements == []
+    assert reads(statements) == []
 
 
 async def test_known_key_costs_no_query_on_repeat(
@@ -246,15 +246,21 @@ async def test_known_key_costs_no_query_on_repeat(
     engine = state_of(app).database.engine
     with count_statements(engine) as first:
         assert (await client.get("/v1/whoami", headers=_key(key))).status_code == 200
-    assert len(first) == 1
+    assert len(reads(first)) == 1
     # Any key change announced on the shared Redis (another test run, say) empties the cache;
     # one retry makes such a coincidence harmless while a cache that never hits still fails.
     for _ in range(2):
         with count_statements(engine) as repeat:
             assert (await client.get("/v1/whoami", headers=_key(key))).status_code == 200
-        if not repeat:
+        if not reads(repeat):
             break
-    assert repeat == []
+    assert reads(repeat) == []
+
+
+def reads(statements: list[str]) -> list[str]:
+    """The reads: the usage flusher's writes (INSERT, UPDATE) run in the background on the same
+    engine and may land inside the block."""
+    return [statement for statement in statements if statement.lstrip().startswith("SELECT")]
 
 
 async def test_verify_reports_each_outcome_with_200(

@@ -241,10 +241,11 @@ async def test_a_killed_worker_is_replaced_and_no_request_fails_with_an_error_st
         outcomes = await load
     assert victim not in replaced
     assert (ready.status_code, ready_after < 5.0) == (200, True)
-    # The victim's counts were folded into the archive: no file per dead worker piles up.
-    assert sorted(path.name for path in server.worker_counter_files()) == sorted(
-        f"counter_{pid}.db" for pid in replaced
-    )
+    # The victim's counts were folded into the archive: no file per dead worker piles up (the
+    # replacement's own file appears once it has imported, which a loaded host may delay).
+    files = {path.name for path in server.worker_counter_files()}
+    assert f"counter_{victim}.db" not in files
+    assert files <= {f"counter_{pid}.db" for pid in replaced}
     assert {o.status for o in outcomes} <= {200, None}
     lost = [o for o in outcomes if o.error is not None]
     # Only requests on the killed worker's connections, each at most once per connection.

@@ -18,13 +18,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.db import Database
+from service.errors import DatabaseUnavailable
 from service.ratelimit.keyspace import RedisKeyspace
 from service.usage.repository import MinuteCount
 from service.usage.service import record_usage
 
 logger = logging.getLogger("gatekey.usage")
+# Redis or PostgreSQL out of reach: expected now and then, retried every interval.
+_OUTAGES = (RedisConnectionError, RedisTimeoutError, DatabaseUnavailable, OSError)
 
 # KEYS: lock, dirty, processing. Claims the dirty set (merged into a processing set a dead
 # flusher left behind) and returns every key id to flush; nil when the lock is not ours.
@@ -87,6 +92,7 @@ class UsageFlusher:
         self._claim_script = redis.register_script(_CLAIM)
         self._release_script = redis.register_script(_RELEASE)
         self.pending_keys = 0
+        self._is_failing = False
 
     async def run(self, stop_event: asyncio.Event) -> None:
         """Flush every interval until `stop_event` is set, then once more and return.
@@ -168,17 +174,31 @@ class UsageFlusher:
     async def _cycle(self) -> None:
         try:
             flushed = await self.flush()
-        except Exception:  # a background loop must outlive Redis and PostgreSQL outages
-            logger.warning("usage_flush_failed", exc_info=True)
+        except Exception as error:  # a background loop must outlive Redis and PostgreSQL outages
+            self._log_failure(error)
             if self._on_flush_error is not None:
                 self._on_flush_error()
         else:
+            if self._is_failing:
+                logger.info("usage_flush_recovered")
+                self._is_failing = False
             if flushed is not None and self._on_flush is not None:
                 self._on_flush(flushed)
         with contextlib.suppress(Exception):
             self.pending_keys = await self._redis.scard(self._keyspace.dirty)
             if self._on_pending is not None:
                 self._on_pending(self.pending_keys)
+
+    def _log_failure(self, error: Exception) -> None:
+        """An outage is one line when it starts (the failure counter tells how long it lasts);
+        anything else is a bug and keeps its traceback every time."""
+        if not isinstance(error, _OUTAGES):
+            logger.warning("usage_flush_failed", exc_info=error)
+        elif not self._is_failing:
+            logger.warning(
+                "usage_flush_failed", extra={"error": f"{type(error).__name__}: {error}"}
+            )
+        self._is_failing = True
 
 
 def to_rows(counts: Sequence[KeyCounts]) -> list[MinuteCount]:

@@ -5,11 +5,14 @@ admission is counted here instead (per key and minute) and handed to Redis, into
 hashes the script writes, once Redis answers again. The usage flusher then stores it like any
 other count. Each hand-over is a batch with its own id, applied at most once per key by a script
 that marks the id as done: a batch whose reply was lost is simply sent again, never counted twice.
-Held counts die with the process (a SIGKILL during an outage loses them).
+Held counts die with the process (a SIGKILL during an outage loses them), and a worker holds at
+most `max_slots` (key, minute) counters, so a long outage with many keys cannot exhaust its memory:
+past that, admissions of new keys or minutes are dropped and counted in `dropped`.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -18,6 +21,11 @@ from collections.abc import Callable
 from redis.asyncio import Redis
 
 from service.ratelimit.keyspace import RedisKeyspace
+
+logger = logging.getLogger("gatekey.ratelimit")
+
+# About 100 bytes each: a worker holds at most ~10 MB of deferred usage.
+MAX_HELD_SLOTS = 100_000
 
 # KEYS: usage hash, batch marker (same hash tag). ARGV: TTL (s), then minute, count pairs.
 _APPLY_ONCE = """
@@ -43,6 +51,7 @@ class DeferredUsage:
         *,
         ttl_s: int,
         clock: Callable[[], float] = time.time,
+        max_slots: int = MAX_HELD_SLOTS,
     ) -> None:
         self._redis = redis
         self._keyspace = keyspace
@@ -52,10 +61,24 @@ class DeferredUsage:
         # Sealed batches not yet confirmed by Redis, by batch id; retried with the same id.
         self._sealed: dict[str, _Counts] = {}
         self._apply_once = redis.register_script(_APPLY_ONCE)
+        self._max_slots = max_slots
+        self._slots = 0  # (key, minute) counters held, open and sealed
+        self.dropped = 0  # admissions not held because every slot was taken
+        self._is_full = False
 
     def add(self, key_id: str) -> None:
         seconds = int(self._clock())
-        self._open[key_id][seconds - seconds % 60] += 1
+        minute = seconds - seconds % 60
+        minutes = self._open.get(key_id)
+        if minutes is None or minute not in minutes:
+            if self._slots >= self._max_slots:
+                if not self._is_full:  # once per outage that fills the slots
+                    logger.warning("ratelimit_deferred_usage_full", extra={"slots": self._slots})
+                    self._is_full = True
+                self.dropped += 1
+                return
+            self._slots += 1
+        self._open[key_id][minute] += 1
 
     @property
     def is_empty(self) -> bool:
@@ -83,3 +106,5 @@ class DeferredUsage:
                 pipe.sadd(self._keyspace.dirty, *counts)
                 await pipe.execute()
             del self._sealed[batch_id]
+            self._slots -= sum(len(minutes) for minutes in counts.values())
+            self._is_full = False

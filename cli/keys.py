@@ -21,6 +21,7 @@ from service.keys.format import KeyFormat
 from service.keys.record import KeyRecord
 from service.keys.schemas import KeyOut
 from service.keys.service import IssuedKey
+from service.redis.keyspace import RedisKeyspace
 
 app = typer.Typer(
     help="Create, list, show, revoke, rotate and re-limit API keys.", no_args_is_help=True
@@ -55,7 +56,7 @@ def _run(ctx: typer.Context, use: Callable[[KeyTools], Awaitable[T]]) -> T:
                     KeyTools(
                         session,
                         key_format,
-                        RedisKeyChangePublisher(redis, settings.redis_namespace),
+                        RedisKeyChangePublisher(redis, RedisKeyspace(settings.redis_namespace)),
                     )
                 )
         finally:

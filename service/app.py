@@ -28,9 +28,10 @@ from service.metrics import (
     metrics_endpoint,
     run_resource_sampler,
 )
-from service.ratelimit.keyspace import RedisKeyspace
-from service.ratelimit.limiter import create_limiter, create_redis
+from service.ratelimit.limiter import create_limiter
 from service.ratelimit.policy import parse_rate_limit
+from service.redis.client import create_redis
+from service.redis.keyspace import RedisKeyspace
 from service.state import AppState
 from service.usage import router as usage_router
 from service.usage.flusher import UsageFlusher
@@ -101,7 +102,7 @@ async def open_state(
         jobs.append(flusher.run)
         jobs.append(
             lambda stop: listen_for_key_changes(
-                redis, settings.redis_namespace, lambda _key_id: verifier.invalidate(), stop
+                redis, keyspace, lambda _key_id: verifier.invalidate(), stop
             )
         )
     state = AppState(
@@ -112,7 +113,7 @@ async def open_state(
         limiter=limiter,
         guard=guard,
         metrics=metrics,
-        key_events=RedisKeyChangePublisher(redis, settings.redis_namespace) if redis else None,
+        key_events=RedisKeyChangePublisher(redis, keyspace) if redis else None,
     )
     try:
         async with _background(jobs):

@@ -25,7 +25,7 @@ from service.db import Database
 from service.keys import service
 from service.keys.format import CHECKSUM_LENGTH, KeyFormat, checksum, generate_key
 from service.keys.service import IssuedKey
-from service.ratelimit.keyspace import RedisKeyspace
+from service.redis.keyspace import RedisKeyspace
 from service.state import AppState
 
 GATEKEY = Path(sys.executable).parent / "gatekey"

@@ -1,7 +1,8 @@
 """Key-change announcements over Redis pub/sub: every worker's cache forgets a changed key at once.
 
-The cache TTL stays the backstop: a lost message (Redis down, subscriber reconnecting) delays a
-revoke by at most `KEY_CACHE_TTL`, never indefinitely.
+The channel is `RedisKeyspace.key_changes`. The cache TTL stays the backstop: a lost message
+(Redis down, subscriber reconnecting) delays a revoke by at most `KEY_CACHE_TTL`, never
+indefinitely.
 """
 
 from __future__ import annotations
@@ -16,11 +17,9 @@ from typing import Protocol
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from service.redis.keyspace import RedisKeyspace
+
 logger = logging.getLogger("gatekey.keys.events")
-
-
-def channel(namespace: str) -> str:
-    return f"{namespace}:keys:changed"
 
 
 class KeyChangeListener(Protocol):
@@ -30,9 +29,9 @@ class KeyChangeListener(Protocol):
 class RedisKeyChangePublisher:
     """Announces a change; a failure is logged, not raised: the write itself already committed."""
 
-    def __init__(self, redis: aioredis.Redis, namespace: str) -> None:
+    def __init__(self, redis: aioredis.Redis, keyspace: RedisKeyspace) -> None:
         self._redis = redis
-        self._channel = channel(namespace)
+        self._channel = keyspace.key_changes
 
     async def key_changed(self, key_id: uuid.UUID) -> None:
         try:
@@ -44,7 +43,7 @@ class RedisKeyChangePublisher:
 
 async def listen_for_key_changes(
     redis: aioredis.Redis,
-    namespace: str,
+    keyspace: RedisKeyspace,
     on_change: Callable[[str], None],
     stop: asyncio.Event,
     *,
@@ -54,7 +53,7 @@ async def listen_for_key_changes(
     while not stop.is_set():
         try:
             async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                await pubsub.subscribe(channel(namespace))
+                await pubsub.subscribe(keyspace.key_changes)
                 # Anything announced while we were not subscribed is unknown: forget it all.
                 on_change("*")
                 while not stop.is_set():

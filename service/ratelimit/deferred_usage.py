@@ -20,23 +20,13 @@ from collections.abc import Callable
 
 from redis.asyncio import Redis
 
-from service.ratelimit.keyspace import RedisKeyspace
+from service.redis import scripts
+from service.redis.keyspace import RedisKeyspace
 
 logger = logging.getLogger("gatekey.ratelimit")
 
 # About 100 bytes each: a worker holds at most ~10 MB of deferred usage.
 MAX_HELD_SLOTS = 100_000
-
-# KEYS: usage hash, batch marker (same hash tag). ARGV: TTL (s), then minute, count pairs.
-_APPLY_ONCE = """
-if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then
-  for i = 2, #ARGV, 2 do
-    redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
-  end
-  redis.call('EXPIRE', KEYS[1], ARGV[1])
-end
-return 1
-"""
 
 _Counts = dict[str, Counter[int]]  # key id -> minute epoch seconds -> admitted requests
 
@@ -60,7 +50,7 @@ class DeferredUsage:
         self._open: _Counts = defaultdict(Counter)
         # Sealed batches not yet confirmed by Redis, by batch id; retried with the same id.
         self._sealed: dict[str, _Counts] = {}
-        self._apply_once = redis.register_script(_APPLY_ONCE)
+        self._apply_once = scripts.register(redis, scripts.ScriptName.USAGE_APPLY_ONCE)
         self._max_slots = max_slots
         self._slots = 0  # (key, minute) counters held, open and sealed
         self.dropped = 0  # admissions not held because every slot was taken

@@ -1,30 +1,26 @@
-"""The limiter interface the app codes against, and the factories that build it from settings."""
+"""The limiter interface the app codes against, and the factory that builds it from settings."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Protocol
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio import Redis
 
 from service.config import RateLimitBackend, RedisErrorPolicy, Settings
 from service.ratelimit.breaker import CircuitBreaker
 from service.ratelimit.decision import RateLimitDecision
 from service.ratelimit.deferred_usage import DeferredUsage
 from service.ratelimit.fallback import make_fallback
-from service.ratelimit.keyspace import RedisKeyspace
 from service.ratelimit.memory import MemoryRateLimiter
 from service.ratelimit.policy import RateLimitPolicy
 from service.ratelimit.redis_limiter import USAGE_TTL_S, RedisRateLimiter
+from service.redis.keyspace import RedisKeyspace
 
 # How long an open breaker answers without Redis before one call probes it again.
 BREAKER_COOLDOWN_S = 0.5
 # Failed round trips in a row before the breaker opens (a hung Redis costs each ~2 x timeout).
 BREAKER_FAILURE_THRESHOLD = 3
-# Shared by the usage flusher and health checks; the limiter keeps its own two connections.
-REDIS_POOL_SIZE = 8
 
 
 class RateLimiter(Protocol):
@@ -68,16 +64,3 @@ def create_limiter(
         observe=local.observe if policy is RedisErrorPolicy.LOCAL else None,
         deferred_usage=DeferredUsage(redis, keyspace, ttl_s=USAGE_TTL_S),
     )
-
-
-def create_redis(settings: Settings) -> Redis:
-    """A client on a blocking pool with short timeouts and no retries: fail fast, never hang."""
-    pool = BlockingConnectionPool.from_url(
-        settings.redis_url,
-        max_connections=REDIS_POOL_SIZE,
-        timeout=settings.redis_timeout,
-        socket_timeout=settings.redis_timeout,
-        socket_connect_timeout=settings.redis_timeout,
-        retry=Retry(NoBackoff(), 0),
-    )
-    return Redis.from_pool(pool)

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 from typing import Any, cast
 
 import hiredis
@@ -24,8 +21,9 @@ from service.ratelimit.deadline import Deadline
 from service.ratelimit.decision import RateLimitDecision
 from service.ratelimit.deferred_usage import DeferredUsage
 from service.ratelimit.gcra import GcraParams, gcra_params, to_decision
-from service.ratelimit.keyspace import RedisKeyspace
 from service.ratelimit.policy import RateLimitPolicy
+from service.redis.keyspace import RedisKeyspace
+from service.redis.scripts import ScriptName, load_script
 
 logger = logging.getLogger("gatekey.ratelimit")
 
@@ -51,11 +49,6 @@ class _BatchFailed(Exception):
     def __init__(self, *, maybe_ran: bool) -> None:
         super().__init__("maybe ran" if maybe_ran else "not sent")
         self.maybe_ran = maybe_ran
-
-
-@cache
-def load_script() -> bytes:
-    return resources.files("service.ratelimit").joinpath("gcra.lua").read_bytes()
 
 
 def _pack(*args: str | int | bytes) -> bytes:
@@ -105,8 +98,9 @@ class RedisRateLimiter:
         self._hand_over: asyncio.Task[None] | None = None
         self._keyspace = keyspace or RedisKeyspace()
         self._max_in_flight = max_in_flight
-        self._script = load_script()
-        self._sha = hashlib.sha1(self._script, usedforsecurity=False).hexdigest().encode()
+        script = load_script(ScriptName.GCRA)
+        self._script = script.body
+        self._sha = script.sha1.encode()
         self._pending: list[_Call] = []
         self._is_batch_starting = False
         self._in_flight = 0

@@ -23,35 +23,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.db import Database
 from service.errors import DatabaseUnavailable
-from service.ratelimit.keyspace import RedisKeyspace
+from service.redis import scripts
+from service.redis.keyspace import RedisKeyspace
 from service.usage.repository import MinuteCount
 from service.usage.service import record_usage
 
 logger = logging.getLogger("gatekey.usage")
 # Redis or PostgreSQL out of reach: expected now and then, retried every interval.
 _OUTAGES = (RedisConnectionError, RedisTimeoutError, DatabaseUnavailable, OSError)
-
-# KEYS: lock, dirty, processing. Claims the dirty set (merged into a processing set a dead
-# flusher left behind) and returns every key id to flush; nil when the lock is not ours.
-_CLAIM = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  if redis.call('EXISTS', KEYS[3]) == 1 then
-    redis.call('SUNIONSTORE', KEYS[3], KEYS[3], KEYS[2])
-    redis.call('DEL', KEYS[2])
-  else
-    redis.call('RENAME', KEYS[2], KEYS[3])
-  end
-end
-return redis.call('SMEMBERS', KEYS[3])
-"""
-# KEYS: lock, processing. Releases the lock if still ours; with ARGV[2] == '1' the processing
-# set goes too (the flush is complete). A holder whose lock expired touches nothing.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if ARGV[2] == '1' then redis.call('DEL', KEYS[2]) end
-return redis.call('DEL', KEYS[1])
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +68,8 @@ class UsageFlusher:
         self._on_flush = on_flush
         self._on_flush_error = on_flush_error
         self._on_pending = on_pending
-        self._claim_script = redis.register_script(_CLAIM)
-        self._release_script = redis.register_script(_RELEASE)
+        self._claim_script = scripts.register(redis, scripts.ScriptName.USAGE_CLAIM)
+        self._release_script = scripts.register(redis, scripts.ScriptName.USAGE_RELEASE)
         self.pending_keys = 0
         self._is_failing = False
 

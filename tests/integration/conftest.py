@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from service.config import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, Settings
 from service.db import Database, migrations
-from service.ratelimit.keyspace import RedisKeyspace
+from service.redis.keyspace import RedisKeyspace
 
 
 def _base_urls() -> tuple[str, str]:

@@ -22,9 +22,10 @@ from redis.exceptions import RedisError
 from service.config import RedisErrorPolicy, Settings
 from service.ratelimit.decision import RateLimitDecision
 from service.ratelimit.deferred_usage import DeferredUsage
-from service.ratelimit.keyspace import RedisKeyspace
-from service.ratelimit.limiter import RateLimiter, create_limiter, create_redis
+from service.ratelimit.limiter import RateLimiter, create_limiter
 from service.ratelimit.policy import RateLimitPolicy
+from service.redis.client import create_redis
+from service.redis.keyspace import RedisKeyspace
 from tests.integration.servers import free_port, redis_server
 
 HUNDRED_PER_HOUR = RateLimitPolicy(100, 3600)

@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 
 from service.config import Settings
 from service.db import Database
-from service.ratelimit.keyspace import RedisKeyspace
+from service.redis.keyspace import RedisKeyspace
 from service.selftest.prom import Scrape
 from service.workers.supervisor import GRACEFUL_SHUTDOWN_S
 from tests.factories import create_key

@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 
 from service.config import Settings
 from service.db import Database
-from service.ratelimit.keyspace import RedisKeyspace
+from service.redis.keyspace import RedisKeyspace
 from tests.factories import create_key, unknown_key
 from tests.integration.servers import (
     FLUSHED_WITHIN_S,

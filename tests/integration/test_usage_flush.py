@@ -14,9 +14,10 @@ from sqlalchemy import delete, func, select
 from service.config import Settings
 from service.db import Database
 from service.keys.models import ApiKey
-from service.ratelimit.keyspace import RedisKeyspace
-from service.ratelimit.limiter import RateLimiter, create_limiter, create_redis
+from service.ratelimit.limiter import RateLimiter, create_limiter
 from service.ratelimit.policy import RateLimitPolicy
+from service.redis.client import create_redis
+from service.redis.keyspace import RedisKeyspace
 from service.usage.flusher import UsageFlusher
 from service.usage.models import ApiKeyUsage
 from service.usage.service import get_usage

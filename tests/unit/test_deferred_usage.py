@@ -8,7 +8,7 @@ import pytest
 from redis.asyncio import Redis
 
 from service.ratelimit.deferred_usage import DeferredUsage
-from service.ratelimit.keyspace import RedisKeyspace
+from service.redis.keyspace import RedisKeyspace
 
 
 def deferred(max_slots: int, now: list[float]) -> DeferredUsage:

@@ -9,7 +9,7 @@ import pytest
 
 from service.config import Settings
 from service.db import Database
-from service.ratelimit.limiter import create_redis
+from service.redis.client import create_redis
 from service.usage.flusher import UsageFlusher
 
 

@@ -1,4 +1,4 @@
-"""Redis key names shared by the limiter script (writer) and the usage flusher (reader).
+"""Every Redis key and channel name gatekey uses, all under one namespace.
 
 Per-key names carry the key id as a hash tag (`gk:{<key_id>}:...`), so a hit's keys sit in one
 Redis Cluster slot; the flusher's global keys share the `{usage}` tag, so RENAME works there too.
@@ -13,7 +13,11 @@ DEFAULT_NAMESPACE = "gk"
 
 @dataclass(frozen=True, slots=True)
 class RedisKeyspace:
-    """Key names under `namespace` (tests use a random one to stay apart)."""
+    """Key and channel names under `namespace` (tests use a random one to stay apart).
+
+    The limiter script writes `tat` and `usage`; the usage flusher reads `usage` and owns the
+    `{usage}` keys; `key_changes` carries key-change announcements between processes.
+    """
 
     namespace: str = DEFAULT_NAMESPACE
 
@@ -42,3 +46,8 @@ class RedisKeyspace:
     @property
     def flush_lock(self) -> str:
         return f"{self.namespace}:{{usage}}:lock"
+
+    @property
+    def key_changes(self) -> str:
+        """Pub/sub channel: one message per changed key, carrying its key id."""
+        return f"{self.namespace}:keys:changed"

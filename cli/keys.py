@@ -7,13 +7,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, TypeVar
 
-import redis.asyncio as aioredis
 import typer
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cli.common import console, fail, print_json, run_async, settings_of
-from service.db import Database
 from service.durations import parse_duration
 from service.keys import service
 from service.keys.events import RedisKeyChangePublisher
@@ -21,7 +19,7 @@ from service.keys.format import KeyFormat
 from service.keys.record import KeyRecord
 from service.keys.schemas import KeyOut
 from service.keys.service import IssuedKey
-from service.redis.keyspace import RedisKeyspace
+from service.resources import open_admin
 
 app = typer.Typer(
     help="Create, list, show, revoke, rotate and re-limit API keys.", no_args_is_help=True
@@ -43,25 +41,10 @@ class KeyTools:
 def _run(ctx: typer.Context, use: Callable[[KeyTools], Awaitable[T]]) -> T:
     """Run one use case in a session of a short-lived engine, then close everything."""
     settings = settings_of(ctx)
-    key_format = KeyFormat.from_settings(settings)
 
     async def main() -> T:
-        database = Database(settings, application_name="gatekey-cli")
-        redis = aioredis.Redis.from_url(
-            settings.redis_url, socket_connect_timeout=0.5, socket_timeout=0.5
-        )
-        try:
-            async with database.get_session() as session:
-                return await use(
-                    KeyTools(
-                        session,
-                        key_format,
-                        RedisKeyChangePublisher(redis, RedisKeyspace(settings.redis_namespace)),
-                    )
-                )
-        finally:
-            await redis.aclose()
-            await database.dispose()
+        async with open_admin(settings) as admin, admin.database.get_session() as session:
+            return await use(KeyTools(session, admin.key_format, admin.key_events))
 
     return run_async(main)
 

@@ -1,4 +1,4 @@
-"""`AppState`: the per-process resources the lifespan opens and closes."""
+"""`AppState`: a worker's resources as the routes see them; `service.resources` opens them."""
 
 from __future__ import annotations
 

@@ -1,0 +1,157 @@
+"""Every per-process resource, opened and closed in one place, FastAPI-free: `open_serving` for a
+server worker (the app's lifespan calls it), `open_admin` for a CLI command."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from service.config import RateLimitBackend, RedisErrorPolicy, Settings
+from service.db import Database
+from service.guard import Guard
+from service.keys.events import RedisKeyChangePublisher, listen_for_key_changes
+from service.keys.format import KeyFormat
+from service.keys.verifier import KeyVerifier
+from service.metrics import Metrics, label_incrementer, run_resource_sampler
+from service.ratelimit.limiter import RateLimiter, create_limiter
+from service.ratelimit.policy import parse_rate_limit
+from service.redis.client import create_redis
+from service.redis.keyspace import RedisKeyspace
+from service.state import AppState
+from service.usage.flusher import UsageFlusher
+
+Job = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+# Background jobs get this long after the stop signal (the usage flusher's last flush) before
+# they are cancelled.
+STOP_GRACE_S = 10.0
+# An admin command is off the request path and may run far from Redis: its one announcement
+# may wait longer than REDIS_TIMEOUT.
+ADMIN_REDIS_TIMEOUT_S = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class AdminResources:
+    """What an admin command needs: the database, the key format and the change announcer."""
+
+    database: Database
+    key_format: KeyFormat
+    key_events: RedisKeyChangePublisher
+
+
+@asynccontextmanager
+async def open_admin(settings: Settings) -> AsyncIterator[AdminResources]:
+    """A short-lived engine and Redis client for one CLI command; no limiter, no background job."""
+    async with AsyncExitStack() as stack:
+        database = Database(settings, application_name="gatekey-cli")
+        stack.push_async_callback(database.dispose)
+        redis = create_redis(settings, timeout=ADMIN_REDIS_TIMEOUT_S)
+        stack.push_async_callback(redis.aclose)
+        yield AdminResources(
+            database,
+            KeyFormat.from_settings(settings),
+            RedisKeyChangePublisher(redis, RedisKeyspace(settings.redis_namespace)),
+        )
+
+
+@asynccontextmanager
+async def open_serving(
+    settings: Settings, *, worker_count: int, metrics: Metrics
+) -> AsyncIterator[AppState]:
+    """Open a worker's resources and background jobs, yield them as `AppState`, then stop the
+    jobs and close the resources in reverse order."""
+    async with AsyncExitStack() as stack:
+        database = Database(settings, metrics=metrics)
+        stack.push_async_callback(database.dispose)
+        redis = None
+        if settings.rate_limit_backend is RateLimitBackend.REDIS:
+            redis = create_redis(settings)
+            stack.push_async_callback(redis.aclose)
+        keyspace = RedisKeyspace(settings.redis_namespace)
+        limiter = create_limiter(
+            settings,
+            redis=redis,
+            worker_count=worker_count,
+            on_decision=label_incrementer(metrics.ratelimit_decisions),
+            keyspace=keyspace,
+        )
+        stack.push_async_callback(limiter.aclose)
+        key_format = KeyFormat.from_settings(settings)
+        verifier = KeyVerifier(
+            database,
+            key_format,
+            ttl=settings.key_cache_ttl,
+            on_cache=label_incrementer(metrics.key_cache_requests),
+        )
+        jobs: list[Job] = [lambda stop: run_resource_sampler(metrics, stop)]
+        if redis is not None:
+            jobs += _redis_jobs(redis, database, verifier, settings, keyspace, metrics)
+        await stack.enter_async_context(_background(jobs))
+        yield AppState(
+            settings=settings,
+            database=database,
+            key_format=key_format,
+            verifier=verifier,
+            limiter=limiter,
+            guard=_guard(verifier, limiter, settings, metrics),
+            metrics=metrics,
+            key_events=RedisKeyChangePublisher(redis, keyspace) if redis else None,
+        )
+
+
+def _guard(
+    verifier: KeyVerifier, limiter: RateLimiter, settings: Settings, metrics: Metrics
+) -> Guard:
+    return Guard(
+        verifier,
+        limiter,
+        parse_rate_limit(settings.rate_limit_default),
+        on_result=label_incrementer(metrics.key_verifications),
+        is_fallback_denial=settings.rate_limit_on_redis_error is RedisErrorPolicy.DENY,
+    )
+
+
+def _redis_jobs(
+    redis: Redis,
+    database: Database,
+    verifier: KeyVerifier,
+    settings: Settings,
+    keyspace: RedisKeyspace,
+    metrics: Metrics,
+) -> list[Job]:
+    """The usage flusher, and the listener that empties the key cache when a key changes."""
+    flusher = UsageFlusher(
+        redis,
+        database,
+        interval_s=settings.usage_flush_interval,
+        keyspace=keyspace,
+        on_flush=lambda _keys: metrics.usage_flushes.labels("ok").inc(),
+        on_flush_error=lambda: metrics.usage_flushes.labels("error").inc(),
+        on_pending=metrics.usage_pending.set,
+    )
+    return [
+        flusher.run,
+        lambda stop: listen_for_key_changes(
+            redis, keyspace, lambda _key_id: verifier.invalidate(), stop
+        ),
+    ]
+
+
+@asynccontextmanager
+async def _background(jobs: list[Job]) -> AsyncIterator[None]:
+    """Run jobs for the lifetime of the block; on the way out, ask them to stop, then cancel."""
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(job(stop)) for job in jobs]
+    try:
+        yield
+    finally:
+        stop.set()
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_S)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)

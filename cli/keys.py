@@ -107,6 +107,7 @@ def create(
             scopes=scope_list,
             rate_limit=rate_limit,
             expires_in=expires,
+            listener=tools.listener,
         ),
     )
     _show_issued(issued, as_json)

@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     key_prefix: str = Field("gk", pattern=r"^[a-z][a-z0-9]{0,15}$")
     key_pepper: SecretStr | None = None
     key_cache_ttl: float = Field(0.5, gt=0, le=60, description="seconds a verification is reused")
+    key_cache_max_age: float = Field(
+        300.0, gt=0, description="seconds a verification is reused while the change feed is fresh"
+    )
 
     usage_flush_interval: float = Field(2.0, gt=0)
 

@@ -14,7 +14,9 @@ from redis.asyncio import Redis
 from service.config import RateLimitBackend, RedisErrorPolicy, Settings
 from service.db import Database
 from service.guard import Guard
+from service.keys.directory import KeyDirectory
 from service.keys.events import RedisKeyChangePublisher, listen_for_key_changes
+from service.keys.feed import KeyChangeFeed
 from service.keys.format import KeyFormat
 from service.keys.verifier import KeyVerifier
 from service.metrics import Metrics, label_incrementer, run_resource_sampler
@@ -51,10 +53,12 @@ async def open_admin(settings: Settings) -> AsyncIterator[AdminResources]:
         stack.push_async_callback(database.dispose)
         redis = create_redis(settings, timeout=ADMIN_REDIS_TIMEOUT_S)
         stack.push_async_callback(redis.aclose)
+        keyspace = RedisKeyspace(settings.redis_namespace)
+        directory = KeyDirectory(redis, keyspace, timeout=ADMIN_REDIS_TIMEOUT_S)
         yield AdminResources(
             database,
             KeyFormat.from_settings(settings),
-            RedisKeyChangePublisher(redis, RedisKeyspace(settings.redis_namespace)),
+            RedisKeyChangePublisher(redis, keyspace, directory),
         )
 
 
@@ -81,13 +85,10 @@ async def open_serving(
         )
         stack.push_async_callback(limiter.aclose)
         key_format = KeyFormat.from_settings(settings)
-        verifier = KeyVerifier(
-            database,
-            key_format,
-            ttl=settings.key_cache_ttl,
-            on_cache=label_incrementer(metrics.key_cache_requests),
-        )
-        jobs: list[Job] = [lambda stop: run_resource_sampler(metrics, stop)]
+        directory = KeyDirectory(redis, keyspace, timeout=settings.redis_timeout) if redis else None
+        verifier, feed = _verifier_and_feed(settings, database, key_format, directory, metrics)
+        stack.push_async_callback(verifier.aclose)
+        jobs: list[Job] = [lambda stop: run_resource_sampler(metrics, stop), feed.run]
         if redis is not None:
             jobs += _redis_jobs(redis, database, verifier, settings, keyspace, metrics)
         await stack.enter_async_context(_background(jobs))
@@ -99,8 +100,33 @@ async def open_serving(
             limiter=limiter,
             guard=_guard(verifier, limiter, settings, metrics),
             metrics=metrics,
-            key_events=RedisKeyChangePublisher(redis, keyspace) if redis else None,
+            key_events=(
+                RedisKeyChangePublisher(redis, keyspace, directory) if redis and directory else None
+            ),
         )
+
+
+def _verifier_and_feed(
+    settings: Settings,
+    database: Database,
+    key_format: KeyFormat,
+    directory: KeyDirectory | None,
+    metrics: Metrics,
+) -> tuple[KeyVerifier, KeyChangeFeed]:
+    """The verifier trusts its cache and the directory as long as the feed keeps up."""
+    feed = KeyChangeFeed(database, directory=directory)
+    verifier = KeyVerifier(
+        database,
+        key_format,
+        ttl=settings.key_cache_ttl,
+        max_age=settings.key_cache_max_age,
+        directory=directory,
+        is_feed_fresh=feed.is_fresh,
+        version_floor=feed.floor,
+        on_cache=label_incrementer(metrics.key_cache_requests),
+    )
+    feed.subscribe(verifier.key_changed)
+    return verifier, feed
 
 
 def _guard(

@@ -46,6 +46,7 @@ async def create_key(
         scopes=body.scopes,
         rate_limit=body.rate_limit,
         expires_in=parse_duration(body.expires_in) if body.expires_in else None,
+        listener=state.key_events,
     )
     return _issued(issued)
 

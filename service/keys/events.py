@@ -1,8 +1,8 @@
-"""Key-change announcements over Redis pub/sub: every worker's cache forgets a changed key at once.
+"""Key-change announcements: the key directory gets the new state, then every worker's cache
+forgets the key at once over Redis pub/sub (`RedisKeyspace.key_changes`).
 
-The channel is `RedisKeyspace.key_changes`. The cache TTL stays the backstop: a lost message
-(Redis down, subscriber reconnecting) delays a revoke by at most `KEY_CACHE_TTL`, never
-indefinitely.
+Both are fast paths only: a lost message or a failed directory write is caught up by the
+key-change feed (`feed.py`), which every worker reads from PostgreSQL twice a second.
 """
 
 from __future__ import annotations
@@ -10,35 +10,53 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections.abc import Callable
 from typing import Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from service.keys.directory import KeyDirectory, KeyEntry
 from service.redis.keyspace import RedisKeyspace
 
 logger = logging.getLogger("gatekey.keys.events")
 
 
 class KeyChangeListener(Protocol):
-    async def key_changed(self, key_id: uuid.UUID) -> None: ...
+    async def keys_created(self, entries: list[KeyEntry]) -> None: ...
+
+    async def key_changed(self, entry: KeyEntry) -> None: ...
 
 
 class RedisKeyChangePublisher:
-    """Announces a change; a failure is logged, not raised: the write itself already committed."""
+    """Tells Redis about committed writes; a failure is logged, not raised (the write stands, and
+    the feed carries it to every worker within a second)."""
 
-    def __init__(self, redis: aioredis.Redis, keyspace: RedisKeyspace) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, keyspace: RedisKeyspace, directory: KeyDirectory
+    ) -> None:
         self._redis = redis
         self._channel = keyspace.key_changes
+        self._directory = directory
 
-    async def key_changed(self, key_id: uuid.UUID) -> None:
+    async def keys_created(self, entries: list[KeyEntry]) -> None:
+        """Put new keys in the directory; no announcement, since no cache can hold them yet."""
+        try:
+            await self._directory.put(entries)
+        except (RedisError, OSError, TimeoutError):
+            logger.warning("key_directory_not_filled", extra={"keys": len(entries)})
+
+    async def key_changed(self, entry: KeyEntry) -> None:
+        key_id = str(entry.record.id)
+        try:
+            await self._directory.put([entry])
+        except (RedisError, OSError, TimeoutError):
+            logger.warning("key_directory_not_updated", extra={"key_id": key_id})
         try:
             async with asyncio.timeout(0.5):
-                await self._redis.publish(self._channel, str(key_id))
+                await self._redis.publish(self._channel, key_id)
         except (RedisError, OSError, TimeoutError):
-            logger.warning("key_change_not_announced", extra={"key_id": str(key_id)})
+            logger.warning("key_change_not_announced", extra={"key_id": key_id})
 
 
 async def listen_for_key_changes(

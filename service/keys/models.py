@@ -5,7 +5,18 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ARRAY, DateTime, ForeignKey, String, Uuid, func
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    DateTime,
+    FetchedValue,
+    ForeignKey,
+    Index,
+    String,
+    Uuid,
+    func,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.db import Base
@@ -13,6 +24,9 @@ from service.db import Base
 
 class ApiKey(Base):
     __tablename__ = "api_keys"
+    # `version` and `changed_at` are moved by a trigger (migration 0003); fetch them with
+    # RETURNING so a use case can hand the new version on without another query.
+    __mapper_args__ = {"eager_defaults": True}
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
@@ -28,4 +42,18 @@ class ApiKey(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     replaced_by_id: Mapped[uuid.UUID | None] = mapped_column(
         Uuid, ForeignKey("api_keys.id", ondelete="SET NULL")
+    )
+    # Bumped by the database on every change to the fields above (not on `last_used_at`): the
+    # key-change feed and the Redis key directory order states of a key by it.
+    version: Mapped[int] = mapped_column(
+        BigInteger, server_default="1", server_onupdate=FetchedValue()
+    )
+    changed_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True),
+        server_default=text("clock_timestamp()"),
+        server_onupdate=FetchedValue(),
+    )
+    # Only changed keys are indexed: the feed never reads new ones, and a bulk import stays cheap.
+    __table_args__ = (
+        Index("ix_api_keys_changed_at", "changed_at", postgresql_where=text("version > 1")),
     )

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.keys.models import ApiKey
@@ -31,6 +31,19 @@ class ApiKeyRepository:
     async def get_by_hash(self, key_hash: str) -> ApiKey | None:
         statement = select(ApiKey).where(ApiKey.key_hash == key_hash)
         return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def database_now(self) -> datetime:
+        """The database's clock: the feed compares `changed_at` only with this, never a host's."""
+        return (await self.session.execute(select(func.clock_timestamp()))).scalar_one()
+
+    async def changed_since(self, since: datetime) -> Sequence[ApiKey]:
+        """Keys changed after their creation (version > 1) since `since`, oldest change first."""
+        statement = (
+            select(ApiKey)
+            .where(ApiKey.version > 1, ApiKey.changed_at > since)
+            .order_by(ApiKey.changed_at)
+        )
+        return (await self.session.execute(statement)).scalars().all()
 
     async def list(
         self, *, owner: str | None, include_inactive: bool, now: datetime

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.errors import InvalidInput, NotFound
+from service.keys.directory import KeyEntry
 from service.keys.events import KeyChangeListener
 from service.keys.format import KeyFormat
 from service.keys.models import ApiKey
@@ -63,15 +64,20 @@ async def _get_model(repository: ApiKeyRepository, key_id: uuid.UUID) -> ApiKey:
     return key
 
 
+def _entry(model: ApiKey) -> KeyEntry:
+    return KeyEntry(model.key_hash, model.version, KeyRecord.from_model(model))
+
+
 async def _commit_change(
     session: AsyncSession, model: ApiKey, listener: KeyChangeListener | None
 ) -> KeyRecord:
     """Commit a change to an existing key, then tell every worker's cache about it."""
-    record = KeyRecord.from_model(model)
+    await session.flush()  # the database moves `version`; RETURNING brings it back
+    entry = _entry(model)
     await session.commit()
     if listener is not None:
-        await listener.key_changed(record.id)
-    return record
+        await listener.key_changed(entry)
+    return entry.record
 
 
 async def create_key(
@@ -83,6 +89,7 @@ async def create_key(
     scopes: list[str] | None = None,
     rate_limit: str | None = None,
     expires_in: timedelta | None = None,
+    listener: KeyChangeListener | None = None,
 ) -> IssuedKey:
     plaintext = key_format.generate()
     model = ApiKey(
@@ -95,9 +102,11 @@ async def create_key(
         expires_at=_utcnow() + expires_in if expires_in is not None else None,
     )
     model = await ApiKeyRepository(session).add(model)
-    record = KeyRecord.from_model(model)
+    entry = _entry(model)
     await session.commit()
-    return IssuedKey(record=record, plaintext=plaintext)
+    if listener is not None:
+        await listener.keys_created([entry])
+    return IssuedKey(record=entry.record, plaintext=plaintext)
 
 
 async def list_keys(
@@ -178,6 +187,8 @@ async def rotate_key(
     )
     old.revoked_at = now + grace
     old.replaced_by_id = new.id
-    await repository.flush()
+    new_entry = _entry(new)
     await _commit_change(session, old, listener)
-    return IssuedKey(record=KeyRecord.from_model(new), plaintext=plaintext)
+    if listener is not None:
+        await listener.keys_created([new_entry])
+    return IssuedKey(record=new_entry.record, plaintext=plaintext)

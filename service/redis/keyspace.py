@@ -16,7 +16,8 @@ class RedisKeyspace:
     """Key and channel names under `namespace` (tests use a random one to stay apart).
 
     The limiter script writes `tat` and `usage`; the usage flusher reads `usage` and owns the
-    `{usage}` keys; `key_changes` carries key-change announcements between processes.
+    `{usage}` keys; `directory` holds what a key hash verifies to; `key_changes` carries
+    key-change announcements between processes.
     """
 
     namespace: str = DEFAULT_NAMESPACE
@@ -46,6 +47,10 @@ class RedisKeyspace:
     @property
     def flush_lock(self) -> str:
         return f"{self.namespace}:{{usage}}:lock"
+
+    def directory(self, key_hash: str) -> str:
+        """String: the key directory's entry for a key hash, `<version>|<record JSON>`."""
+        return f"{self.namespace}:keydir:{key_hash}"
 
     @property
     def key_changes(self) -> str:

@@ -24,6 +24,7 @@ class ScriptName(StrEnum):
     USAGE_APPLY_ONCE = "usage_apply_once"  # deferred usage handed over at most once
     USAGE_CLAIM = "usage_claim"  # the flusher claims the dirty set
     USAGE_RELEASE = "usage_release"  # the flusher releases its lock
+    DIRECTORY_PUT = "directory_put"  # a key-directory entry, never replaced by an older version
 
 
 @dataclass(frozen=True, slots=True)

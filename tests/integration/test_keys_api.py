@@ -18,7 +18,7 @@ from sqlalchemy import text
 
 from service.config import Settings
 from service.db import Database
-from service.ratelimit.keyspace import RedisKeyspace
+from service.redis.keyspace import RedisKeyspace
 from tests.factories import (
     assert_problem,
     call_window,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from service.keys.models import ApiKey
+from service.results import KeyCheckResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,13 +40,13 @@ class KeyRecord:
             replaced_by_id=key.replaced_by_id,
         )
 
-    def status(self, now: datetime) -> str:
+    def status(self, now: datetime) -> KeyCheckResult:
         """`VALID`, `REVOKED` or `EXPIRED` at `now` (revocation wins when both apply)."""
         if self.revoked_at is not None and self.revoked_at <= now:
-            return "REVOKED"
+            return KeyCheckResult.REVOKED
         if self.expires_at is not None and self.expires_at <= now:
-            return "EXPIRED"
-        return "VALID"
+            return KeyCheckResult.EXPIRED
+        return KeyCheckResult.VALID
 
     def is_active(self, now: datetime) -> bool:
-        return self.status(now) == "VALID"
+        return self.status(now) is KeyCheckResult.VALID

@@ -73,7 +73,7 @@ class KeyVerifier:
         started_at = self._clock()
         async with self._database.get_session() as session:
             model = await ApiKeyRepository(session).get_by_hash(key_hash)
-            record = KeyRecord.from_model(model) if model is not None else None
+            record = KeyRecord.of(model) if model is not None else None
         # A change announced while the query ran may not be in its result: do not cache it.
         if generation == self._generation:
             if len(self._cache) >= _MAX_CACHED:

@@ -67,7 +67,7 @@ async def _commit_change(
     session: AsyncSession, model: ApiKey, listener: KeyChangeListener | None
 ) -> KeyRecord:
     """Commit a change to an existing key, then tell every worker's cache about it."""
-    record = KeyRecord.from_model(model)
+    record = KeyRecord.of(model)
     await session.commit()
     if listener is not None:
         await listener.key_changed(record.id)
@@ -95,7 +95,7 @@ async def create_key(
         expires_at=_utcnow() + expires_in if expires_in is not None else None,
     )
     model = await ApiKeyRepository(session).add(model)
-    record = KeyRecord.from_model(model)
+    record = KeyRecord.of(model)
     await session.commit()
     return IssuedKey(record=record, plaintext=plaintext)
 
@@ -106,14 +106,14 @@ async def list_keys(
     models = await ApiKeyRepository(session).list(
         owner=owner, include_inactive=include_inactive, now=_utcnow()
     )
-    return [KeyRecord.from_model(model) for model in models]
+    return [KeyRecord.of(model) for model in models]
 
 
 async def get_key(*, session: AsyncSession, key_id: uuid.UUID) -> KeyRecord:
     model = await ApiKeyRepository(session).get(key_id)
     if model is None:
         raise NotFound(f"no key with id {key_id}")
-    return KeyRecord.from_model(model)
+    return KeyRecord.of(model)
 
 
 async def update_key(
@@ -162,7 +162,7 @@ async def rotate_key(
     repository = ApiKeyRepository(session)
     old = await _get_model(repository, key_id)
     now = _utcnow()
-    if not KeyRecord.from_model(old).is_active(now):
+    if not KeyRecord.of(old).is_active(now):
         raise InvalidInput(f"key {key_id} is revoked or expired and cannot be rotated")
     plaintext = key_format.generate()
     new = await repository.add(
@@ -180,4 +180,4 @@ async def rotate_key(
     old.replaced_by_id = new.id
     await repository.flush()
     await _commit_change(session, old, listener)
-    return IssuedKey(record=KeyRecord.from_model(new), plaintext=plaintext)
+    return IssuedKey(record=KeyRecord.of(new), plaintext=plaintext)

@@ -12,6 +12,7 @@ from service.errors import KeyRejected
 from service.keys.format import KeyFormat
 from service.keys.record import KeyRecord
 from service.keys.repository import ApiKeyRepository
+from service.results import KeyCheckResult
 
 _MAX_CACHED = 100_000
 
@@ -43,12 +44,12 @@ class KeyVerifier:
 
     async def verify(self, key: str) -> KeyRecord:
         if not self._format.is_well_formed(key):
-            raise KeyRejected("MALFORMED", "the API key is malformed")
+            raise KeyRejected(KeyCheckResult.MALFORMED, "the API key is malformed")
         record = await self._lookup(self._format.hash(key))
         if record is None:
-            raise KeyRejected("NOT_FOUND", "the API key is not known")
+            raise KeyRejected(KeyCheckResult.NOT_FOUND, "the API key is not known")
         status = record.status(datetime.now(UTC))
-        if status != "VALID":
+        if status is not KeyCheckResult.VALID:
             raise KeyRejected(status, f"the API key is {status.lower()}")
         return record
 
@@ -72,7 +73,7 @@ class KeyVerifier:
         started_at = self._clock()
         async with self._database.get_session() as session:
             model = await ApiKeyRepository(session).get_by_hash(key_hash)
-            record = KeyRecord.from_model(model) if model is not None else None
+            record = KeyRecord.of(model) if model is not None else None
         # A change announced while the query ran may not be in its result: do not cache it.
         if generation == self._generation:
             if len(self._cache) >= _MAX_CACHED:

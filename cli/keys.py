@@ -17,7 +17,7 @@ from service.keys import service
 from service.keys.events import RedisKeyChangePublisher
 from service.keys.format import KeyFormat
 from service.keys.record import KeyRecord
-from service.keys.schemas import KeyOut
+from service.keys.schemas import key_json
 from service.keys.service import IssuedKey
 from service.resources import open_admin
 
@@ -57,7 +57,7 @@ def _key_id(text: str) -> uuid.UUID:
 
 
 def _as_dict(record: KeyRecord) -> dict[str, object]:
-    return KeyOut.of(record).model_dump(mode="json")
+    return key_json(record)
 
 
 def _show_records(records: list[KeyRecord]) -> None:

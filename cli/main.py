@@ -7,6 +7,7 @@ import signal
 import typer
 
 # typer vendors click since 0.22; these are the classes its parser raises (not `click`'s own).
+# typer exports them under no public name; tests/unit/test_library_contracts.py checks them.
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
 from cli import db, keys, selftest, serve

@@ -173,7 +173,7 @@ def start_postgres(started: list[Started]) -> str:
             return url
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
-        from pgserver._commands import POSTGRES_BIN_PATH
+        from pgserver._commands import POSTGRES_BIN_PATH  # internal: see test_library_contracts
         from pgserver.postgres_server import get_server
     # pgserver runs initdb on first use (as an unprivileged user when we are root) but serves a unix
     # socket only; stop that server and run the same cluster on TCP so clients get an ordinary URL.

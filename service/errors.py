@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from service.results import KeyCheckResult
+
+if TYPE_CHECKING:
+    # Type-only, and both are plain values that import nothing of the service: errors stay
+    # importable from everywhere (config, db) without an import cycle.
+    from service.keys.record import KeyRecord
+    from service.ratelimit.decision import RateLimitDecision
+
 
 class GatekeyError(Exception):
     """Base of every error the service raises on purpose."""
@@ -28,13 +38,31 @@ class DatabaseUnavailable(GatekeyError):
 
 
 class KeyRejected(GatekeyError):
-    """A presented key failed verification; `code` is one of DESIGN.md's check results."""
+    """A presented key failed the check; `code` says how."""
 
-    def __init__(self, code: str, message: str) -> None:
+    code: KeyCheckResult
+
+    def __init__(self, code: KeyCheckResult, message: str) -> None:
         super().__init__(message)
         self.code = code
 
 
 class Forbidden(KeyRejected):
     def __init__(self, message: str) -> None:
-        super().__init__("FORBIDDEN", message)
+        super().__init__(KeyCheckResult.FORBIDDEN, message)
+
+
+class RateLimited(KeyRejected):
+    """The key is valid but over its limit; carries the decision for the response headers."""
+
+    def __init__(self, record: KeyRecord, decision: RateLimitDecision) -> None:
+        super().__init__(KeyCheckResult.RATE_LIMITED, f"rate limit of {decision.limit} exceeded")
+        self.record = record
+        self.decision = decision
+
+
+class LimiterUnavailable(KeyRejected):
+    """Redis is down and `RATE_LIMIT_ON_REDIS_ERROR=deny`."""
+
+    def __init__(self) -> None:
+        super().__init__(KeyCheckResult.RATE_LIMITER_UNAVAILABLE, "the rate limiter is unavailable")

@@ -5,28 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from service.errors import KeyRejected
+from service.errors import KeyRejected, LimiterUnavailable, RateLimited
 from service.keys.record import KeyRecord
 from service.keys.verifier import KeyVerifier
 from service.ratelimit.decision import RateLimitDecision
 from service.ratelimit.limiter import RateLimiter
 from service.ratelimit.policy import RateLimitPolicy, parse_rate_limit
-
-
-class RateLimited(KeyRejected):
-    """The key is valid but over its limit; carries the decision for the response headers."""
-
-    def __init__(self, record: KeyRecord, decision: RateLimitDecision) -> None:
-        super().__init__("RATE_LIMITED", f"rate limit of {decision.limit} exceeded")
-        self.record = record
-        self.decision = decision
-
-
-class LimiterUnavailable(KeyRejected):
-    """Redis is down and `RATE_LIMIT_ON_REDIS_ERROR=deny`."""
-
-    def __init__(self) -> None:
-        super().__init__("RATE_LIMITER_UNAVAILABLE", "the rate limiter is unavailable")
+from service.results import KeyCheckResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +28,7 @@ class Guard:
         verifier: KeyVerifier,
         limiter: RateLimiter,
         default_policy: RateLimitPolicy,
-        on_result: Callable[[str], None],
+        on_result: Callable[[KeyCheckResult], None],
         *,
         is_fallback_denial: bool = False,
     ) -> None:
@@ -73,9 +58,9 @@ class Guard:
         decision = await self._limiter.hit(str(record.id), self.policy_for(record))
         if not decision.allowed:
             if decision.is_fallback and self._is_fallback_denial:
-                self._on_result("RATE_LIMITER_UNAVAILABLE")
+                self._on_result(KeyCheckResult.RATE_LIMITER_UNAVAILABLE)
                 raise LimiterUnavailable
-            self._on_result("RATE_LIMITED")
+            self._on_result(KeyCheckResult.RATE_LIMITED)
             raise RateLimited(record, decision)
-        self._on_result("VALID")
+        self._on_result(KeyCheckResult.VALID)
         return Admission(record, decision)

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,32 @@ PROBLEM_FIELDS = {"type", "title", "status", "detail", "code"}
 def unique_owner(label: str = "owner") -> str:
     """An owner no other test uses, so listings can be filtered to one test's keys."""
     return f"{label}-{uuid.uuid4().hex[:12]}"
+
+
+@dataclass(slots=True)
+class CallWindow:
+    """The UTC wall-clock interval a call ran in; a time the call read from the clock lies in it."""
+
+    started_at: datetime
+    ended_at: datetime | None = None
+
+    def assert_stamped(self, stamp: datetime | str | None, *, plus: timedelta) -> datetime:
+        """`stamp` is the call's own clock reading plus `plus` (a lifetime, a grace, or zero),
+        to within the call's duration: a stamp that ignored `plus` falls outside. Returns it."""
+        assert self.ended_at is not None, "assert after the call's block has ended"
+        assert stamp is not None, "no time was stamped"
+        at = datetime.fromisoformat(stamp) if isinstance(stamp, str) else stamp
+        earliest, latest = self.started_at + plus, self.ended_at + plus
+        assert earliest <= at <= latest, f"stamped {at}, expected {earliest} .. {latest}"
+        return at
+
+
+@contextmanager
+def call_window() -> Iterator[CallWindow]:
+    """Take the time just before and just after the block (the call whose stamp is checked)."""
+    window = CallWindow(datetime.now(UTC))
+    yield window
+    window.ended_at = datetime.now(UTC)
 
 
 async def create_key(

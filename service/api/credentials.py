@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from service.errors import KeyRejected
+from service.results import KeyCheckResult
 
 
 def presented_key(headers: list[tuple[bytes, bytes]]) -> str:
@@ -16,4 +17,6 @@ def presented_key(headers: list[tuple[bytes, bytes]]) -> str:
     scheme, _, credentials = authorization.decode("latin-1").partition(" ")
     if scheme.lower() == "bearer" and credentials.strip():
         return credentials.strip()
-    raise KeyRejected("MISSING_KEY", "send the key in X-API-Key or Authorization: Bearer")
+    raise KeyRejected(
+        KeyCheckResult.MISSING_KEY, "send the key in X-API-Key or Authorization: Bearer"
+    )

@@ -11,14 +11,26 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from service.errors import DatabaseUnavailable, GatekeyError, InvalidInput, KeyRejected, NotFound
-from service.guard import LimiterUnavailable, RateLimited
+from service.errors import (
+    DatabaseUnavailable,
+    GatekeyError,
+    InvalidInput,
+    KeyRejected,
+    LimiterUnavailable,
+    NotFound,
+    RateLimited,
+)
 from service.ratelimit.decision import RateLimitDecision
+from service.results import KeyCheckResult
 
 logger = logging.getLogger("gatekey.api")
 
 PROBLEM_JSON = "application/problem+json"
-_KEY_STATUS = {"FORBIDDEN": 403, "RATE_LIMITED": 429, "RATE_LIMITER_UNAVAILABLE": 503}
+_KEY_STATUS = {
+    KeyCheckResult.FORBIDDEN: 403,
+    KeyCheckResult.RATE_LIMITED: 429,
+    KeyCheckResult.RATE_LIMITER_UNAVAILABLE: 503,
+}
 _HTTP_CODES = {
     400: "MALFORMED_BODY",
     404: "NOT_FOUND",

@@ -16,7 +16,7 @@ router = APIRouter(prefix="/v1/admin/keys", tags=["admin"])
 
 
 def _issued(issued: IssuedKey) -> KeyIssued:
-    return KeyIssued(**KeyOut.of(issued.record).model_dump(), key=issued.plaintext)
+    return KeyIssued.of(issued.record, key=issued.plaintext)
 
 
 @router.get("")

@@ -100,7 +100,7 @@ class KeyChangeFeed:
             now = await repository.database_now()
             models = await repository.changed_since(now - _START_WINDOW if since is None else since)
         for model in models:
-            entry = KeyEntry(model.key_hash, model.version, KeyRecord.from_model(model))
+            entry = KeyEntry(model.key_hash, model.version, KeyRecord.of(model))
             known = self._versions.get(entry.key_hash)
             if known is None or known[0] < entry.version:
                 self._versions[entry.key_hash] = (entry.version, model.changed_at)

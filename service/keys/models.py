@@ -26,7 +26,7 @@ class ApiKey(Base):
     __tablename__ = "api_keys"
     # `version` and `changed_at` are moved by a trigger (migration 0003); fetch them with
     # RETURNING so a use case can hand the new version on without another query.
-    __mapper_args__ = {"eager_defaults": True}
+    __mapper_args__ = {"eager_defaults": True}  # noqa: RUF012  # SQLAlchemy's declared name
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)

@@ -1,16 +1,26 @@
-"""`KeyRecord`: the immutable view of a key that use cases return and the cache holds."""
+"""`KeyRecord`: a key's fields, declared once; what use cases return and the verifier caches."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
+from typing import Any, Self
 
-from service.keys.models import ApiKey
+from service.results import KeyCheckResult
 
 
 @dataclass(frozen=True, slots=True)
 class KeyRecord:
+    """Every field of a key but its hash; immutable and hashable (the fast path keys its cached
+    bodies by record), and a slotted dataclass because it is built on every cache miss and held
+    by the thousand.
+
+    The API's `KeyOut` and `KeyIssued` are this class under their own names and `of` reads the
+    table's row by field name, so a new column is one field here plus the table's own (with its
+    migration); `tests/unit/test_key_record.py` fails while the two disagree.
+    """
+
     id: uuid.UUID
     name: str
     display_prefix: str
@@ -24,28 +34,23 @@ class KeyRecord:
     replaced_by_id: uuid.UUID | None
 
     @classmethod
-    def from_model(cls, key: ApiKey) -> KeyRecord:
-        return cls(
-            id=key.id,
-            name=key.name,
-            display_prefix=key.display_prefix,
-            owner=key.owner,
-            scopes=tuple(key.scopes),
-            rate_limit=key.rate_limit,
-            created_at=key.created_at,
-            expires_at=key.expires_at,
-            revoked_at=key.revoked_at,
-            last_used_at=key.last_used_at,
-            replaced_by_id=key.replaced_by_id,
-        )
+    def of(cls, source: object, **extra: Any) -> Self:
+        """Every field read by name off `source` (an `ApiKey` row, or a record being re-typed as
+        an API body), plus `extra` for a subclass's own fields."""
+        values = {name: getattr(source, name) for name in _FIELD_NAMES}
+        values["scopes"] = tuple(values["scopes"])
+        return cls(**values, **extra)
 
-    def status(self, now: datetime) -> str:
+    def status(self, now: datetime) -> KeyCheckResult:
         """`VALID`, `REVOKED` or `EXPIRED` at `now` (revocation wins when both apply)."""
         if self.revoked_at is not None and self.revoked_at <= now:
-            return "REVOKED"
+            return KeyCheckResult.REVOKED
         if self.expires_at is not None and self.expires_at <= now:
-            return "EXPIRED"
-        return "VALID"
+            return KeyCheckResult.EXPIRED
+        return KeyCheckResult.VALID
 
     def is_active(self, now: datetime) -> bool:
-        return self.status(now) == "VALID"
+        return self.status(now) is KeyCheckResult.VALID
+
+
+_FIELD_NAMES = tuple(field.name for field in fields(KeyRecord))

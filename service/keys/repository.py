@@ -34,7 +34,8 @@ class ApiKeyRepository:
 
     async def database_now(self) -> datetime:
         """The database's clock: the feed compares `changed_at` only with this, never a host's."""
-        return (await self.session.execute(select(func.clock_timestamp()))).scalar_one()
+        now: datetime = (await self.session.execute(select(func.clock_timestamp()))).scalar_one()
+        return now
 
     async def changed_since(self, since: datetime) -> Sequence[ApiKey]:
         """Keys changed after their creation (version > 1) since `since`, oldest change first."""

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Response
 
 from service.api.deps import StateDep
 from service.api.problems import ratelimit_headers
-from service.errors import KeyRejected
-from service.guard import RateLimited
+from service.errors import KeyRejected, RateLimited
 from service.keys.schemas import RateLimitInfo, VerifyRequest, VerifyResult
 from service.ratelimit.decision import RateLimitDecision
+from service.results import KeyCheckResult
 
 router = APIRouter(prefix="/v1", tags=["keys"])
 
@@ -38,14 +38,14 @@ async def verify_key(body: VerifyRequest, state: StateDep, response: Response) -
             ratelimit=_ratelimit_info(limited.decision),
         )
     except KeyRejected as rejection:
-        if rejection.code == "RATE_LIMITER_UNAVAILABLE":
+        if rejection.code is KeyCheckResult.RATE_LIMITER_UNAVAILABLE:
             raise
         return VerifyResult(valid=False, code=rejection.code)
     record = admission.record
     response.headers.update(ratelimit_headers(admission.decision))
     return VerifyResult(
         valid=True,
-        code="VALID",
+        code=KeyCheckResult.VALID,
         key_id=record.id,
         owner=record.owner,
         scopes=list(record.scopes),

@@ -1,47 +1,36 @@
-"""Request and response bodies of the key endpoints."""
+"""Request and response bodies of the key endpoints (no class docstrings here: pydantic would
+publish each as its schema's description in the OpenAPI document)."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from service.keys.record import KeyRecord
 
 
-class KeyOut(BaseModel):
-    id: uuid.UUID
-    name: str
-    display_prefix: str
-    owner: str | None
-    scopes: list[str]
-    rate_limit: str | None
-    created_at: datetime
-    expires_at: datetime | None
-    revoked_at: datetime | None
-    last_used_at: datetime | None
-    replaced_by_id: uuid.UUID | None
-
-    @classmethod
-    def of(cls, record: KeyRecord) -> KeyOut:
-        return cls(
-            id=record.id,
-            name=record.name,
-            display_prefix=record.display_prefix,
-            owner=record.owner,
-            scopes=list(record.scopes),
-            rate_limit=record.rate_limit,
-            created_at=record.created_at,
-            expires_at=record.expires_at,
-            revoked_at=record.revoked_at,
-            last_used_at=record.last_used_at,
-            replaced_by_id=record.replaced_by_id,
-        )
+# A key as the admin API and the CLI show it: `KeyRecord` itself under the name the OpenAPI
+# document gives it (FastAPI and pydantic take stdlib dataclasses as they are).
+class KeyOut(KeyRecord):
+    __slots__ = ()
 
 
+@dataclass(frozen=True, slots=True)
 class KeyIssued(KeyOut):
-    key: str = Field(description="the plaintext key; shown this once, never stored")
+    key: Annotated[str, Field(description="the plaintext key; shown this once, never stored")]
+
+
+_KEY_OUT = TypeAdapter(KeyOut)
+
+
+def key_json(record: KeyRecord) -> dict[str, Any]:
+    """The admin API's body of a key as JSON-ready values (the CLI's `--json`)."""
+    body: dict[str, Any] = _KEY_OUT.dump_python(KeyOut.of(record), mode="json")
+    return body
 
 
 class KeyCreate(BaseModel):
@@ -85,7 +74,10 @@ class VerifyResult(BaseModel):
     ratelimit: RateLimitInfo | None = None
 
 
+# What a key may learn about itself: the fields of `KeyRecord` chosen here, with the limit in force.
 class WhoAmI(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: uuid.UUID
     name: str
     display_prefix: str
@@ -96,12 +88,4 @@ class WhoAmI(BaseModel):
 
     @classmethod
     def of(cls, record: KeyRecord, rate_limit: str) -> WhoAmI:
-        return cls(
-            id=record.id,
-            name=record.name,
-            display_prefix=record.display_prefix,
-            owner=record.owner,
-            scopes=list(record.scopes),
-            rate_limit=rate_limit,
-            expires_at=record.expires_at,
-        )
+        return cls.model_validate(replace(record, rate_limit=rate_limit))

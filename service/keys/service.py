@@ -65,7 +65,7 @@ async def _get_model(repository: ApiKeyRepository, key_id: uuid.UUID) -> ApiKey:
 
 
 def _entry(model: ApiKey) -> KeyEntry:
-    return KeyEntry(model.key_hash, model.version, KeyRecord.from_model(model))
+    return KeyEntry(model.key_hash, model.version, KeyRecord.of(model))
 
 
 async def _commit_change(
@@ -115,14 +115,14 @@ async def list_keys(
     models = await ApiKeyRepository(session).list(
         owner=owner, include_inactive=include_inactive, now=_utcnow()
     )
-    return [KeyRecord.from_model(model) for model in models]
+    return [KeyRecord.of(model) for model in models]
 
 
 async def get_key(*, session: AsyncSession, key_id: uuid.UUID) -> KeyRecord:
     model = await ApiKeyRepository(session).get(key_id)
     if model is None:
         raise NotFound(f"no key with id {key_id}")
-    return KeyRecord.from_model(model)
+    return KeyRecord.of(model)
 
 
 async def update_key(
@@ -171,7 +171,7 @@ async def rotate_key(
     repository = ApiKeyRepository(session)
     old = await _get_model(repository, key_id)
     now = _utcnow()
-    if not KeyRecord.from_model(old).is_active(now):
+    if not KeyRecord.of(old).is_active(now):
         raise InvalidInput(f"key {key_id} is revoked or expired and cannot be rotated")
     plaintext = key_format.generate()
     new = await repository.add(

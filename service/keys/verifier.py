@@ -19,6 +19,7 @@ from service.keys.directory import KeyDirectory, KeyEntry
 from service.keys.format import KeyFormat
 from service.keys.record import KeyRecord
 from service.keys.repository import ApiKeyRepository
+from service.results import KeyCheckResult
 
 _MAX_CACHED = 100_000
 _MAX_NEGATIVE = 10_000
@@ -72,12 +73,12 @@ class KeyVerifier:
 
     async def verify(self, key: str) -> KeyRecord:
         if not self._format.is_well_formed(key):
-            raise KeyRejected("MALFORMED", "the API key is malformed")
+            raise KeyRejected(KeyCheckResult.MALFORMED, "the API key is malformed")
         record = await self._lookup(self._format.hash(key))
         if record is None:
-            raise KeyRejected("NOT_FOUND", "the API key is not known")
+            raise KeyRejected(KeyCheckResult.NOT_FOUND, "the API key is not known")
         status = record.status(datetime.now(UTC))
-        if status != "VALID":
+        if status is not KeyCheckResult.VALID:
             raise KeyRejected(status, f"the API key is {status.lower()}")
         return record
 
@@ -128,7 +129,7 @@ class KeyVerifier:
             model = await ApiKeyRepository(session).get_by_hash(key_hash)
             if model is None:
                 return None
-            return KeyEntry(key_hash, model.version, KeyRecord.from_model(model))
+            return KeyEntry(key_hash, model.version, KeyRecord.of(model))
 
     def _fill_directory(self, entry: KeyEntry) -> None:
         """Store what PostgreSQL said, in the background: a failure only costs the next worker

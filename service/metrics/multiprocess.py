@@ -6,8 +6,8 @@ folded into one archive file per type, so totals stay exact across restarts whil
 holds one set of files per living worker plus the archive, however often workers are replaced.
 
 prometheus-client has no such compaction (it keeps dead workers' files forever), so it is written
-here: a few lines over its own file format, under an flock that scrapes share and folding takes
-exclusively, so no scrape sees a worker's counts twice or not at all.
+here, over its file format (`prometheus_files`), under an flock that scrapes share and folding
+takes exclusively, so no scrape sees a worker's counts twice or not at all.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from prometheus_client import multiprocess, values
-from prometheus_client.mmap_dict import MmapedDict
+from prometheus_client import multiprocess
+
+from service.metrics.prometheus_files import add_file_values, values_are_file_backed
 
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Stands where a pid stands in a file name (`counter_archive.db`): the collector reads the type
@@ -63,20 +64,11 @@ def mark_worker_dead(pid: int, path: str | Path | None = None) -> None:
 
 
 def _fold_into_archive(directory: Path, kind: str, pid: int) -> None:
-    """Add a dead worker's values of one type to that type's archive, then remove its file.
-
-    Values are raw per-file counts (histogram buckets are not yet cumulative), so a sum is exact.
-    """
+    """Add a dead worker's values of one type to that type's archive, then remove its file."""
     dead_file = directory / f"{kind}_{pid}.db"
     if not dead_file.exists():
         return
-    archive = MmapedDict(str(directory / f"{kind}_{ARCHIVE_NAME}.db"))  # type: ignore[no-untyped-call]
-    try:
-        for key, value, timestamp, _ in MmapedDict.read_all_values_from_file(str(dead_file)):  # type: ignore[no-untyped-call]
-            archived, _ = archive.read_value(key)  # type: ignore[no-untyped-call]
-            archive.write_value(key, archived + value, timestamp)  # type: ignore[no-untyped-call]
-    finally:
-        archive.close()  # type: ignore[no-untyped-call]
+    add_file_values(dead_file, directory / f"{kind}_{ARCHIVE_NAME}.db")
     dead_file.unlink()
 
 
@@ -98,8 +90,7 @@ def multiprocess_dir() -> str | None:
     at import time from this very variable; a mismatch would silently lose this process's values.
     """
     directory = os.environ.get(MULTIPROC_DIR_ENV) or None
-    # Every prometheus-client value class carries `_multiprocess`; only the file-backed one is True.
-    file_backed = bool(values.ValueClass._multiprocess)
+    file_backed = values_are_file_backed()
     if directory is not None and not file_backed:
         raise RuntimeError(
             f"{MULTIPROC_DIR_ENV} was set after prometheus_client was imported in this process; "

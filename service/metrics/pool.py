@@ -18,7 +18,9 @@ class InstrumentedAsyncQueuePool(AsyncAdaptedQueuePool):
     Hand-written rather than pool events: no event fires before a checkout (to time the wait) or
     on a checkout timeout, and "checkin" fires before the connection is back in the queue, when
     the pool's own counts are still off by one. `_do_get` and `_do_return_conn` are the methods
-    every Pool subclass implements, so every checkout and checkin passes through here.
+    every Pool subclass implements, so every checkout and checkin passes through here. They are
+    SQLAlchemy internals: tests/unit/test_library_contracts.py fails, naming the installed
+    version, if an upgrade stops routing checkouts and checkins through them this way.
     """
 
     metrics: Metrics | None = None

@@ -10,18 +10,13 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from service.metrics.multiprocess import directory_lock, multiprocess_dir
+from service.results import KeyCheckResult
 
 # Label values known in advance are created at start, so every series exists (at 0) from the
 # first scrape and `rate()` sees the first increment instead of a series appearing from nowhere.
-VERIFICATION_RESULTS = (
-    "VALID",
-    "MALFORMED",
-    "NOT_FOUND",
-    "REVOKED",
-    "EXPIRED",
-    "RATE_LIMITED",
-    "FORBIDDEN",
-    "RATE_LIMITER_UNAVAILABLE",
+# A missing key never reaches the guard that counts results.
+VERIFICATION_RESULTS = tuple(
+    result for result in KeyCheckResult if result is not KeyCheckResult.MISSING_KEY
 )
 CACHE_OUTCOMES = ("hit", "miss")
 RATELIMIT_DECISIONS = ("allowed", "limited", "fallback")

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections import Counter
 
+from service.results import KeyCheckResult
 from service.selftest import fixes
 from service.selftest.context import EXACT_LIMIT, Context
 from service.selftest.model import CheckResult, Phase, judge
@@ -35,7 +36,7 @@ async def key_validates(ctx: Context) -> CheckResult:
         and whoami.data().get("id") == created.id
         and auth.status == 200
         and auth_id == created.id
-        and verify.code() == "VALID",
+        and verify.code() == KeyCheckResult.VALID,
         figures={
             "whoami": whoami.status,
             "auth": auth.status,

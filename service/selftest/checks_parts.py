@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from service.results import KeyCheckResult
 from service.selftest import fixes
 from service.selftest.context import Context
 from service.selftest.model import CheckResult, Phase, judge
@@ -64,7 +65,7 @@ async def keys(ctx: Context) -> CheckResult:
         Phase.PARTS,
         "keys",
         passed=(malformed.status, malformed.code(), missing.status, bearer.status)
-        == (401, "MALFORMED", 401, 200),
+        == (401, KeyCheckResult.MALFORMED, 401, 200),
         figures={
             "bad_checksum": f"{malformed.status} {malformed.code()}",
             "no_key": missing.status,
@@ -88,7 +89,7 @@ async def limiter(ctx: Context) -> CheckResult:
         passed=statuses == [200, 200, 200, 429]
         and remaining == ["2", "1", "0"]
         and "Retry-After" in last.headers
-        and last.code() == "RATE_LIMITED"
+        and last.code() == KeyCheckResult.RATE_LIMITED
         and headers_ok,
         figures={
             "statuses": " ".join(map(str, statuses)),

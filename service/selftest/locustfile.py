@@ -17,6 +17,7 @@ from locust.env import Environment
 # Well-formed keys that exist nowhere: each one misses every worker's verification cache, so the
 # load exercises the database path, not only cached hits.
 from service.keys.format import generate_key
+from service.results import KeyCheckResult
 
 STOP_AFTER_ENV = "GATEKEY_STOP_AFTER"
 
@@ -64,17 +65,19 @@ class GatekeyUser(FastHttpUser):
 
     @task(2)
     def verify_known(self) -> None:
-        self._verify(self.key, "VALID", "/v1/keys/verify")
+        self._verify(self.key, KeyCheckResult.VALID, "/v1/keys/verify")
 
     @task(2)
     def verify_unknown(self) -> None:
-        self._verify(generate_key(self.prefix), "NOT_FOUND", "/v1/keys/verify (unknown key)")
+        self._verify(
+            generate_key(self.prefix), KeyCheckResult.NOT_FOUND, "/v1/keys/verify (unknown key)"
+        )
 
     @task(1)
     def usage(self) -> None:
         self.client.get("/v1/usage", headers=self.headers)
 
-    def _verify(self, key: str, expected_code: str, name: str) -> None:
+    def _verify(self, key: str, expected_code: KeyCheckResult, name: str) -> None:
         with self.client.post(
             "/v1/keys/verify", json={"key": key}, name=name, catch_response=True
         ) as response:

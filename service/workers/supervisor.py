@@ -4,7 +4,8 @@ uvicorn's supervisor already replaces a dead worker, health-checks the living an
 into a graceful stop of every worker (stop accepting, finish in-flight requests, run the lifespan
 shutdown). It lacks only a hook on worker death, which prometheus-client's multiprocess mode
 needs to drop the dead pid's live gauges and fold its counts into the archive; the subclass adds
-exactly that.
+exactly that, over `keep_subprocess_alive`, a uvicorn internal that
+tests/unit/test_library_contracts.py checks against the installed version.
 """
 
 from __future__ import annotations
@@ -30,16 +31,25 @@ HEALTHCHECK_TIMEOUT_S = 30
 
 
 class WorkerSupervisor(Multiprocess):
-    # Compared with the previous loop's pids, so workers replaced by SIGHUP (restart_all) or
-    # dropped by SIGTTOU, which happen outside keep_subprocess_alive, are cleaned up too.
+    """uvicorn's supervisor that cleans up the metric files of every worker that is gone.
+
+    uvicorn calls `keep_subprocess_alive` once per loop (every 0.5 s); it replaces dead workers.
+    """
+
+    # The previous loop's pids, so workers replaced by SIGHUP (restart_all) or dropped by SIGTTOU,
+    # which happen outside keep_subprocess_alive, are cleaned up too.
     _known_pids: frozenset[int] = frozenset()
 
     def keep_subprocess_alive(self) -> None:
+        # With the current pids too, so a worker that dies before the first loop is not missed.
+        seen = self._known_pids | self._pids()
         super().keep_subprocess_alive()
-        current = frozenset(p.pid for p in self.processes if p.pid is not None)
-        for pid in self._known_pids - current:
+        self._known_pids = self._pids()
+        for pid in seen - self._known_pids:
             mark_worker_dead(pid)
-        self._known_pids = current
+
+    def _pids(self) -> frozenset[int]:
+        return frozenset(p.pid for p in self.processes if p.pid is not None)
 
 
 def run_workers(settings: Settings, *, host: str, port: int, count: int) -> None:

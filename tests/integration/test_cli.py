@@ -6,13 +6,14 @@ import asyncio
 import json
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import make_url
 
 from service.config import Settings
 from service.db import Database
-from tests.factories import CliResult, create_key, revoke_key, run_cli, unique_owner
+from tests.factories import CliResult, call_window, create_key, revoke_key, run_cli, unique_owner
 
 UNKNOWN_ID = str(uuid.uuid4())
 EXISTING = "{existing}"  # replaced by the id of a key the fixture creates
@@ -120,26 +121,28 @@ async def test_list_hides_revoked_keys_unless_all(database: Database, settings: 
 
 async def test_create_rotate_show_as_json(settings: Settings) -> None:
     owner = unique_owner("cli-json")
-    created = await asyncio.to_thread(
-        run_cli,
-        settings,
-        "keys",
-        "create",
-        "--name",
-        "round trip",
-        "--owner",
-        owner,
-        "--expires-in",
-        "30d",
-        "--json",
-    )
+    with call_window() as creating:
+        created = await asyncio.to_thread(
+            run_cli,
+            settings,
+            "keys",
+            "create",
+            "--name",
+            "round trip",
+            "--owner",
+            owner,
+            "--expires-in",
+            "30d",
+            "--json",
+        )
     assert created.returncode == 0, created.stderr
     issued = json.loads(created.stdout)
-    assert issued["expires_at"] is not None
+    creating.assert_stamped(issued["expires_at"], plus=timedelta(days=30))
 
-    rotated = await asyncio.to_thread(
-        run_cli, settings, "keys", "rotate", issued["id"], "--grace", "1h", "--json"
-    )
+    with call_window() as rotating:
+        rotated = await asyncio.to_thread(
+            run_cli, settings, "keys", "rotate", issued["id"], "--grace", "1h", "--json"
+        )
     assert rotated.returncode == 0, rotated.stderr
     successor = json.loads(rotated.stdout)
     assert successor["key"] != issued["key"]
@@ -150,4 +153,4 @@ async def test_create_rotate_show_as_json(settings: Settings) -> None:
         k: v for k, v in issued.items() if k not in {"key", "revoked_at", "replaced_by_id"}
     }
     assert old["replaced_by_id"] == successor["id"]
-    assert old["revoked_at"] is not None
+    rotating.assert_stamped(old["revoked_at"], plus=timedelta(hours=1))

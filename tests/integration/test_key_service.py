@@ -15,7 +15,7 @@ from service.keys import service
 from service.keys.format import KeyFormat
 from service.keys.record import KeyRecord
 from service.keys.repository import ApiKeyRepository
-from tests.factories import columns_containing, unique_owner
+from tests.factories import call_window, columns_containing, unique_owner
 
 
 @pytest.fixture
@@ -43,19 +43,26 @@ async def _create(
     )
 
 
+async def _stored(session: AsyncSession, key_id: uuid.UUID) -> KeyRecord:
+    """The key as its row holds it. The session first forgets the objects it holds, which a query
+    would otherwise hand back as they are in memory, so the read proves what was written."""
+    session.expire_all()
+    return await service.get_key(session=session, key_id=key_id)
+
+
 async def test_create_stores_hash_and_metadata(
     session: AsyncSession, key_format: KeyFormat
 ) -> None:
-    before = datetime.now(UTC)
-    issued = await service.create_key(
-        session=session,
-        key_format=key_format,
-        name="  billing job  ",
-        owner="team-a",
-        scopes=["write", "admin", "write"],
-        rate_limit=" 100 / minutes ",
-        expires_in=timedelta(days=30),
-    )
+    with call_window() as window:
+        issued = await service.create_key(
+            session=session,
+            key_format=key_format,
+            name="  billing job  ",
+            owner="team-a",
+            scopes=["write", "admin", "write"],
+            rate_limit=" 100 / minutes ",
+            expires_in=timedelta(days=30),
+        )
     record = issued.record
     assert key_format.is_well_formed(issued.plaintext)
     assert record.name == "billing job"
@@ -65,8 +72,8 @@ async def test_create_stores_hash_and_metadata(
     assert record.display_prefix == issued.plaintext[:11]
     assert record.revoked_at is None
     assert record.replaced_by_id is None
-    assert record.expires_at is not None
-    assert timedelta(days=30) <= record.expires_at - before <= timedelta(days=30, seconds=5)
+    window.assert_stamped(record.expires_at, plus=timedelta(days=30))
+    assert await _stored(session, record.id) == record
     stored = await ApiKeyRepository(session).get_by_hash(key_format.hash(issued.plaintext))
     assert stored is not None
     assert stored.id == record.id
@@ -136,18 +143,21 @@ async def test_show_returns_what_create_returned(
     session: AsyncSession, key_format: KeyFormat
 ) -> None:
     issued = await _create(session, key_format, unique_owner(), scopes=["read"])
-    assert await service.get_key(session=session, key_id=issued.record.id) == issued.record
+    assert await _stored(session, issued.record.id) == issued.record
 
 
 async def test_revoke_takes_effect_now_and_keeps_the_first_time(
     session: AsyncSession, key_format: KeyFormat
 ) -> None:
     issued = await _create(session, key_format, unique_owner())
-    first = await service.revoke_key(session=session, key_id=issued.record.id)
-    assert first.revoked_at is not None
+    with call_window() as window:
+        first = await service.revoke_key(session=session, key_id=issued.record.id)
+    window.assert_stamped(first.revoked_at, plus=timedelta(0))
     assert first.status(datetime.now(UTC)) == "REVOKED"
+    session.expire_all()  # the second revoke starts from the row
     second = await service.revoke_key(session=session, key_id=issued.record.id)
     assert second.revoked_at == first.revoked_at
+    assert (await _stored(session, issued.record.id)).revoked_at == first.revoked_at
 
 
 async def _rotate(
@@ -156,7 +166,7 @@ async def _rotate(
     issued = await service.rotate_key(
         session=session, key_format=key_format, key_id=key_id, grace=grace
     )
-    return issued, await service.get_key(session=session, key_id=key_id)
+    return issued, await _stored(session, key_id)
 
 
 async def test_rotate_with_grace_keeps_old_key_until_grace_ends(
@@ -165,8 +175,8 @@ async def test_rotate_with_grace_keeps_old_key_until_grace_ends(
     original = await _create(
         session, key_format, unique_owner(), scopes=["read"], rate_limit="5/second"
     )
-    before = datetime.now(UTC)
-    successor, old = await _rotate(session, key_format, original.record.id, timedelta(hours=24))
+    with call_window() as window:
+        successor, old = await _rotate(session, key_format, original.record.id, timedelta(hours=24))
 
     assert successor.plaintext != original.plaintext
     assert key_format.is_well_formed(successor.plaintext)
@@ -178,12 +188,11 @@ async def test_rotate_with_grace_keeps_old_key_until_grace_ends(
         "5/second",
     )
     assert old.replaced_by_id == new.id
-    assert old.revoked_at is not None
-    assert timedelta(hours=24) <= old.revoked_at - before <= timedelta(hours=24, seconds=5)
+    revoked_at = window.assert_stamped(old.revoked_at, plus=timedelta(hours=24))
     assert old.status(datetime.now(UTC)) == "VALID"
-    assert old.status(old.revoked_at - timedelta(microseconds=1)) == "VALID"
-    assert old.status(old.revoked_at) == "REVOKED"
-    assert new.status(old.revoked_at + timedelta(days=1)) == "VALID"
+    assert old.status(revoked_at - timedelta(microseconds=1)) == "VALID"
+    assert old.status(revoked_at) == "REVOKED"
+    assert new.status(revoked_at + timedelta(days=1)) == "VALID"
     listed = await service.list_keys(session=session, owner=original.record.owner)
     assert {r.id for r in listed} == {original.record.id, new.id}
 
@@ -192,7 +201,9 @@ async def test_rotate_without_grace_revokes_old_key_at_once(
     session: AsyncSession, key_format: KeyFormat
 ) -> None:
     original = await _create(session, key_format, unique_owner())
-    successor, old = await _rotate(session, key_format, original.record.id, timedelta(0))
+    with call_window() as window:
+        successor, old = await _rotate(session, key_format, original.record.id, timedelta(0))
+    window.assert_stamped(old.revoked_at, plus=timedelta(0))
     assert old.status(datetime.now(UTC)) == "REVOKED"
     assert successor.record.status(datetime.now(UTC)) == "VALID"
     listed = await service.list_keys(session=session, owner=original.record.owner)
@@ -230,7 +241,7 @@ async def test_update_changes_only_given_fields(
         ("a", "b"),
         "10/hour",
     )
-    assert await service.get_key(session=session, key_id=original.record.id) == renamed
+    assert await _stored(session, original.record.id) == renamed
 
 
 async def test_update_rejects_bad_values_and_changes_nothing(

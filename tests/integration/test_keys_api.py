@@ -7,17 +7,21 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from redis.asyncio import Redis
 from sqlalchemy import text
 
 from service.config import Settings
 from service.db import Database
+from service.redis.keyspace import RedisKeyspace
 from tests.factories import (
     assert_problem,
+    call_window,
     columns_containing,
     count_statements,
     create_key,
@@ -66,6 +70,19 @@ def _key(key: str) -> dict[str, str]:
 
 def _bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+@asynccontextmanager
+async def usage_flusher_held_off(redis: Redis, settings: Settings) -> AsyncIterator[None]:
+    """Hold the usage flusher's Redis lock for the block: no flusher (the app's, or another run's
+    on the same Redis) writes to PostgreSQL meanwhile, so every statement there is a request's.
+
+    Taking it waits for a flush in progress to end (generous bound); it expires by itself if the
+    test dies holding it.
+    """
+    flush_lock = RedisKeyspace(settings.redis_namespace).flush_lock
+    async with redis.lock(flush_lock, timeout=30, blocking_timeout=30):
+        yield
 
 
 async def test_healthz_and_readyz(client: httpx.AsyncClient) -> None:
@@ -220,13 +237,14 @@ async def test_unknown_well_formed_key_is_401_not_found(
     "kind", ["wrong prefix", "too short", "too long", "bad alphabet", "bad checksum"]
 )
 async def test_malformed_key_is_rejected_without_sql(
-    app: FastAPI, client: httpx.AsyncClient, settings: Settings, kind: str
+    app: FastAPI, client: httpx.AsyncClient, redis: Redis, settings: Settings, kind: str
 ) -> None:
     key = malformed_keys(settings)[kind]
-    with count_statements(state_of(app).database.engine) as statements:
-        for endpoint in KEY_ENDPOINTS:
-            assert_problem(await client.get(endpoint, headers=_key(key)), 401, "MALFORMED")
-        verify = await client.post("/v1/keys/verify", json={"key": key})
+    async with usage_flusher_held_off(redis, settings):
+        with count_statements(state_of(app).database.engine) as statements:
+            for endpoint in KEY_ENDPOINTS:
+                assert_problem(await client.get(endpoint, headers=_key(key)), 401, "MALFORMED")
+            verify = await client.post("/v1/keys/verify", json={"key": key})
     assert verify.status_code == 200
     assert verify.json() == {
         "valid": False,
@@ -236,31 +254,31 @@ async def test_malformed_key_is_rejected_without_sql(
         "scopes": [],
         "ratelimit": None,
     }
-    assert reads(statements) == []
+    assert statements == []
 
 
 async def test_known_key_costs_no_query_on_repeat(
-    app: FastAPI, client: httpx.AsyncClient, database: Database, settings: Settings
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    database: Database,
+    redis: Redis,
+    settings: Settings,
 ) -> None:
     key = (await create_key(database, settings)).plaintext
     engine = state_of(app).database.engine
-    with count_statements(engine) as first:
-        assert (await client.get("/v1/whoami", headers=_key(key))).status_code == 200
-    assert len(reads(first)) == 1
-    # Any key change announced on the shared Redis (another test run, say) empties the cache;
-    # one retry makes such a coincidence harmless while a cache that never hits still fails.
-    for _ in range(2):
-        with count_statements(engine) as repeat:
+    async with usage_flusher_held_off(redis, settings):
+        with count_statements(engine) as first:
             assert (await client.get("/v1/whoami", headers=_key(key))).status_code == 200
-        if not reads(repeat):
-            break
-    assert reads(repeat) == []
-
-
-def reads(statements: list[str]) -> list[str]:
-    """The reads: the usage flusher's writes (INSERT, UPDATE) run in the background on the same
-    engine and may land inside the block."""
-    return [statement for statement in statements if statement.lstrip().startswith("SELECT")]
+        assert [statement.split()[0] for statement in first] == ["SELECT"]
+        # Any key change announced on the shared Redis (another test run, say) empties the
+        # cache; one retry makes such a coincidence harmless while a cache that never hits
+        # still fails.
+        for _ in range(2):
+            with count_statements(engine) as repeat:
+                assert (await client.get("/v1/whoami", headers=_key(key))).status_code == 200
+            if not repeat:
+                break
+    assert repeat == []
 
 
 async def test_verify_reports_each_outcome_with_200(
@@ -331,17 +349,18 @@ async def test_unknown_route_and_method_are_problems(client: httpx.AsyncClient) 
 async def test_admin_crud(client: httpx.AsyncClient, admin_key: str) -> None:
     owner = unique_owner("admin-crud")
     admin = _key(admin_key)
-    created = await client.post(
-        "/v1/admin/keys",
-        json={
-            "name": "svc",
-            "owner": owner,
-            "scopes": ["read"],
-            "rate_limit": "10/second",
-            "expires_in": "30d",
-        },
-        headers=admin,
-    )
+    with call_window() as creating:
+        created = await client.post(
+            "/v1/admin/keys",
+            json={
+                "name": "svc",
+                "owner": owner,
+                "scopes": ["read"],
+                "rate_limit": "10/second",
+                "expires_in": "30d",
+            },
+            headers=admin,
+        )
     assert created.status_code == 201, created.text
     body = created.json()
     key_id, key = body["id"], body["key"]
@@ -351,7 +370,7 @@ async def test_admin_crud(client: httpx.AsyncClient, admin_key: str) -> None:
         ["read"],
         "10/second",
     )
-    assert body["expires_at"] is not None
+    creating.assert_stamped(body["expires_at"], plus=timedelta(days=30))
     assert (await client.get("/v1/whoami", headers=_key(key))).status_code == 200
 
     listed = await client.get("/v1/admin/keys", params={"owner": owner}, headers=admin)
@@ -371,18 +390,24 @@ async def test_admin_crud(client: httpx.AsyncClient, admin_key: str) -> None:
         "rate_limit"
     ] == "5/minute"
 
-    rotated = await client.post(
-        f"/v1/admin/keys/{key_id}/rotate", json={"grace": "1h"}, headers=admin
-    )
+    with call_window() as rotating:
+        rotated = await client.post(
+            f"/v1/admin/keys/{key_id}/rotate", json={"grace": "1h"}, headers=admin
+        )
     assert rotated.status_code == 201, rotated.text
     successor = rotated.json()
     assert (successor["owner"], successor["rate_limit"]) == (owner, "5/minute")
+    # The original stays valid for the grace, and exactly that long.
+    original = (await client.get(f"/v1/admin/keys/{key_id}", headers=admin)).json()
+    assert original["replaced_by_id"] == successor["id"]
+    rotating.assert_stamped(original["revoked_at"], plus=timedelta(hours=1))
     for presented in (key, successor["key"]):
         assert (await client.get("/v1/whoami", headers=_key(presented))).status_code == 200
 
-    deleted = await client.delete(f"/v1/admin/keys/{successor['id']}", headers=admin)
+    with call_window() as deleting:
+        deleted = await client.delete(f"/v1/admin/keys/{successor['id']}", headers=admin)
     assert deleted.status_code == 200
-    assert deleted.json()["revoked_at"] is not None
+    deleting.assert_stamped(deleted.json()["revoked_at"], plus=timedelta(0))
     active = await client.get("/v1/admin/keys", params={"owner": owner}, headers=admin)
     assert [k["id"] for k in active.json()] == [key_id]
     everything = await client.get(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import inspect
 
 from service.keys.models import ApiKey
 from service.keys.record import KeyRecord
@@ -67,7 +69,7 @@ def test_record_is_immutable() -> None:
         record.revoked_at = NOW  # type: ignore[misc]
 
 
-def test_from_model_copies_every_field_and_freezes_scopes() -> None:
+def test_of_copies_every_field_and_freezes_scopes() -> None:
     key_id, successor = uuid.uuid4(), uuid.uuid4()
     model = ApiKey(
         id=key_id,
@@ -83,7 +85,7 @@ def test_from_model_copies_every_field_and_freezes_scopes() -> None:
         last_used_at=NOW,
         replaced_by_id=successor,
     )
-    record = KeyRecord.from_model(model)
+    record = KeyRecord.of(model)
     assert record == KeyRecord(
         id=key_id,
         name="ci",
@@ -98,3 +100,16 @@ def test_from_model_copies_every_field_and_freezes_scopes() -> None:
         replaced_by_id=successor,
     )
     assert not hasattr(record, "key_hash")
+    # The fast path keys its cached bodies by record: an equal record built again must find them.
+    assert {record: "body"}[KeyRecord.of(model)] == "body"
+
+
+def test_record_declares_every_column_of_the_table_but_the_hash_and_the_change_stamps() -> None:
+    """A column added to the table without its field here would never leave the database.
+
+    The hash is a secret's digest; `version` and `changed_at` order a key's states for the
+    change feed and the directory (`KeyEntry` carries the version) and are no part of the key.
+    """
+    columns = {attribute.key for attribute in inspect(ApiKey).column_attrs}
+    bookkeeping = {"key_hash", "version", "changed_at"}
+    assert columns - bookkeeping == {field.name for field in fields(KeyRecord)}

@@ -19,11 +19,13 @@ from service.errors import (
     GatekeyError,
     InvalidInput,
     KeyRejected,
+    LimiterUnavailable,
     NotFound,
+    RateLimited,
 )
-from service.guard import LimiterUnavailable, RateLimited
 from service.keys.record import KeyRecord
 from service.ratelimit.decision import RateLimitDecision
+from service.results import KeyCheckResult
 
 NOW = datetime(2025, 3, 1, tzinfo=UTC)
 RECORD = KeyRecord(
@@ -67,11 +69,11 @@ def _body(response: object) -> dict[str, object]:
 @pytest.mark.parametrize(
     ("error", "status", "code"),
     [
-        (KeyRejected("MISSING_KEY", "send a key"), 401, "MISSING_KEY"),
-        (KeyRejected("MALFORMED", "malformed"), 401, "MALFORMED"),
-        (KeyRejected("NOT_FOUND", "unknown"), 401, "NOT_FOUND"),
-        (KeyRejected("REVOKED", "revoked"), 401, "REVOKED"),
-        (KeyRejected("EXPIRED", "expired"), 401, "EXPIRED"),
+        (KeyRejected(KeyCheckResult.MISSING_KEY, "send a key"), 401, "MISSING_KEY"),
+        (KeyRejected(KeyCheckResult.MALFORMED, "malformed"), 401, "MALFORMED"),
+        (KeyRejected(KeyCheckResult.NOT_FOUND, "unknown"), 401, "NOT_FOUND"),
+        (KeyRejected(KeyCheckResult.REVOKED, "revoked"), 401, "REVOKED"),
+        (KeyRejected(KeyCheckResult.EXPIRED, "expired"), 401, "EXPIRED"),
         (Forbidden("needs admin"), 403, "FORBIDDEN"),
         (NotFound("no key"), 404, "NOT_FOUND"),
         (InvalidInput("bad limit"), 422, "VALIDATION_ERROR"),
@@ -98,15 +100,24 @@ def test_each_error_maps_to_status_and_problem_body(
 
 
 def test_type_and_title_spelled_out() -> None:
-    body = _body(error_response(KeyRejected("RATE_LIMITER_UNAVAILABLE", "down")))
+    body = _body(error_response(KeyRejected(KeyCheckResult.RATE_LIMITER_UNAVAILABLE, "down")))
     assert (body["type"], body["title"]) == (
         "urn:gatekey:problem:rate-limiter-unavailable",
         "Rate limiter unavailable",
     )
 
 
-@pytest.mark.parametrize("code", ["MISSING_KEY", "MALFORMED", "NOT_FOUND", "REVOKED", "EXPIRED"])
-def test_401_asks_for_a_bearer_token(code: str) -> None:
+@pytest.mark.parametrize(
+    "code",
+    [
+        KeyCheckResult.MISSING_KEY,
+        KeyCheckResult.MALFORMED,
+        KeyCheckResult.NOT_FOUND,
+        KeyCheckResult.REVOKED,
+        KeyCheckResult.EXPIRED,
+    ],
+)
+def test_401_asks_for_a_bearer_token(code: KeyCheckResult) -> None:
     response = error_response(KeyRejected(code, "no"))
     assert response.headers["www-authenticate"] == "Bearer"
     assert "retry-after" not in response.headers

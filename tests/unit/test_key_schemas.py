@@ -1,0 +1,54 @@
+"""The key bodies: `KeyOut` and `KeyIssued` are `KeyRecord` under API names, spelled as before."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from pydantic import TypeAdapter
+
+from service.keys.record import KeyRecord
+from service.keys.schemas import KeyIssued, KeyOut, WhoAmI, key_json
+
+NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+RECORD = KeyRecord(
+    id=uuid.UUID(int=1),
+    name="ci",
+    display_prefix="gk_abcdefgh",
+    owner=None,
+    scopes=("admin", "read"),
+    rate_limit=None,
+    created_at=NOW,
+    expires_at=NOW + timedelta(days=30),
+    revoked_at=None,
+    last_used_at=None,
+    replaced_by_id=uuid.UUID(int=2),
+)
+KEY_BODY = (
+    '{"id":"00000000-0000-0000-0000-000000000001","name":"ci","display_prefix":"gk_abcdefgh",'
+    '"owner":null,"scopes":["admin","read"],"rate_limit":null,'
+    '"created_at":"2025-03-01T12:00:00Z","expires_at":"2025-03-31T12:00:00Z",'
+    '"revoked_at":null,"last_used_at":null,"replaced_by_id":"00000000-0000-0000-0000-000000000002"'
+)
+
+
+def test_key_out_body_has_every_field_in_order() -> None:
+    assert TypeAdapter(KeyOut).dump_json(KeyOut.of(RECORD)).decode() == KEY_BODY + "}"
+
+
+def test_key_issued_body_adds_the_plaintext_last() -> None:
+    issued = KeyIssued.of(RECORD, key="gk_secret")
+    assert TypeAdapter(KeyIssued).dump_json(issued).decode() == KEY_BODY + ',"key":"gk_secret"}'
+
+
+def test_key_json_is_the_api_body_as_values() -> None:
+    assert key_json(RECORD) == json.loads(KEY_BODY + "}")
+
+
+def test_whoami_shows_its_part_of_the_record_with_the_limit_in_force() -> None:
+    assert WhoAmI.of(RECORD, "1000/minute").model_dump_json() == (
+        '{"id":"00000000-0000-0000-0000-000000000001","name":"ci","display_prefix":"gk_abcdefgh",'
+        '"owner":null,"scopes":["admin","read"],"rate_limit":"1000/minute",'
+        '"expires_at":"2025-03-31T12:00:00Z"}'
+    )

@@ -100,6 +100,7 @@ async def open_serving(
             limiter=limiter,
             guard=_guard(verifier, limiter, settings, metrics),
             metrics=metrics,
+            key_feed=feed,
             key_events=(
                 RedisKeyChangePublisher(redis, keyspace, directory) if redis and directory else None
             ),

@@ -8,6 +8,7 @@ from service.config import Settings
 from service.db import Database
 from service.guard import Guard
 from service.keys.events import RedisKeyChangePublisher
+from service.keys.feed import KeyChangeFeed
 from service.keys.format import KeyFormat
 from service.keys.verifier import KeyVerifier
 from service.metrics import Metrics
@@ -24,3 +25,4 @@ class AppState:
     guard: Guard
     metrics: Metrics
     key_events: RedisKeyChangePublisher | None
+    key_feed: KeyChangeFeed

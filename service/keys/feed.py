@@ -66,6 +66,12 @@ class KeyChangeFeed:
     def subscribe(self, on_change: Callable[[KeyEntry], None]) -> None:
         self._subscribers.append(on_change)
 
+    @property
+    def synced_at(self) -> float:
+        """When (`clock` time) the last successful read began: every change committed before
+        then has been applied here."""
+        return self._synced_at
+
     def is_fresh(self) -> bool:
         """True while every change committed over `max_lag_s` ago has been applied here."""
         return self._clock() - self._synced_at <= self._max_lag_s

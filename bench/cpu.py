@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import resource
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -104,35 +105,55 @@ def redis_finder(host: str, reported_pid: int) -> ProcessFinder | None:
     return None if process is None else lambda: [process]
 
 
-async def _postgres_pids(dsn: str, database: str) -> tuple[int, list[int]]:
+# Processes serving every database: their work for this run is theirs too (WAL, checkpoints).
+_POSTGRES_BACKGROUND = (
+    "checkpointer", "background writer", "walwriter", "autovacuum launcher",
+    "logical replication launcher",
+)  # fmt: skip
+
+
+# A client backend's title: `postgres: [cluster: ]user database host(port) activity`.
+_BACKEND_TITLE = re.compile(r"\s(?P<database>\S+)\s+(?:\S+\(\d+\)|\[local\])(?:\s|$)")
+
+
+async def _backend_pid(dsn: str) -> int:
     connection = await asyncpg.connect(dsn)
     try:
-        backend = await connection.fetchval("SELECT pg_backend_pid()")
-        rows = await connection.fetch(
-            "SELECT pid FROM pg_stat_activity WHERE datname = $1 OR datname IS NULL", database
-        )
+        return int(await connection.fetchval("SELECT pg_backend_pid()"))
     finally:
         await connection.close()
-    return int(backend), [int(row["pid"]) for row in rows]
+
+
+def _title(process: psutil.Process) -> str:
+    try:
+        return " ".join(process.cmdline()).strip()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return ""
+
+
+def _serves(title: str, database: str) -> bool:
+    """A backend connected to `database`, or a background process serving every database."""
+    backend = _BACKEND_TITLE.search(title)
+    if backend is None:
+        return title.endswith(_POSTGRES_BACKGROUND)
+    return backend["database"] == database
 
 
 def postgres_finder(host: str, dsn: str, database: str) -> ProcessFinder | None:
-    """The postmaster, the backends connected to `database` and the background processes (WAL
-    writer, checkpointer: shared with other databases), from pg_stat_activity at each look."""
-    backend_pid, _ = asyncio.run(_postgres_pids(dsn, database))
-    backend = _local_process(host, backend_pid, "postgres")
-    if backend is None:
+    """The postmaster, its backends on `database` and its background processes, told apart by
+    the process titles PostgreSQL sets (`... postgres gatekey_bench 127.0.0.1(5678) idle`).
+    One connection finds the postmaster; the looks during the run open none, so they neither
+    add load nor fail when other clients have taken every connection."""
+    backend = _local_process(host, asyncio.run(_backend_pid(dsn)), "postgres")
+    postmaster = backend.parent() if backend is not None else None
+    if postmaster is None:
         return None
-    postmaster = backend.parent()
 
     def find() -> list[psutil.Process]:
-        _, pids = asyncio.run(_postgres_pids(dsn, database))
-        found = [postmaster] if postmaster is not None else []
-        for pid in pids:
-            try:
-                found.append(psutil.Process(pid))
-            except psutil.NoSuchProcess:
-                continue
+        found = [postmaster]
+        for child in postmaster.children():
+            if _serves(_title(child), database):
+                found.append(child)
         return found
 
     return find

@@ -143,7 +143,10 @@ def render(
                 f"[yellow]{point.label}: {point.repeated_keys:,} requests sent a key already "
                 "sent in this run (the key file ran out): raise --cold for a fully cold point[/]"
             )
-    console.print(_check_table(checks) if checks else "no goal judged: bare FastAPI not measured")
+    if not any(point.contender == BARE for point in results):
+        console.print("[yellow]no req/s or p99 goal judged: bare FastAPI was not measured[/]")
+    if checks:
+        console.print(_check_table(checks))
     if any(m.cpu.other_share >= NOISY_OTHER_SHARE for m in results):
         console.print(
             "[yellow]other processes took a large share of the CPU during some points: req/s "

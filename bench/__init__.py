@@ -1,1 +1,1 @@
-"""`make bench`: gatekey's request path under wrk, beside a bare and a slowapi endpoint."""
+"""`make bench`: gatekey under wrk at many key counts, beside bare FastAPI, ASGI and slowapi."""

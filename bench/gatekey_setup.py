@@ -67,6 +67,15 @@ def prepare(gatekey_bin: Path, env: dict[str, str], cwd: Path) -> str:
     return key
 
 
+def mint(
+    gatekey_bin: Path, env: dict[str, str], cwd: Path, count: int, rate_limit: str
+) -> list[str]:
+    """`count` keys from `gatekey keys create --count N --json` (one JSON object a line)."""
+    args = ["keys", "create", "--name", "bench", "--rate-limit", rate_limit, "--json"]
+    created = _gatekey(gatekey_bin, [*args, "--count", str(count)], env, cwd)
+    return [json.loads(line)["key"] for line in created.splitlines()]
+
+
 def malformed(key: str) -> str:
     """The key with its last (checksum) character changed: well-shaped, fails only the CRC."""
     return key[:-1] + ("A" if key[-1] != "A" else "B")

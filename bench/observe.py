@@ -1,4 +1,5 @@
-"""What gatekey did during a measurement, from its own `/metrics`: cache misses and fallbacks.
+"""What gatekey did during a measurement, from its own `/metrics`: cache misses, fallbacks and
+key-check results.
 
 "Warm cache" and "exact" are claims the figures rest on: a miss is a PostgreSQL lookup, a
 fallback a decision made without Redis (not exact across workers).
@@ -11,15 +12,26 @@ from dataclasses import dataclass
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-# (sample name, label, value) of each counter read.
-CACHE_MISSES = ("gatekey_key_cache_requests_total", "outcome", "miss")
-FALLBACKS = ("gatekey_ratelimit_decisions_total", "decision", "fallback")
+CACHE_REQUESTS = ("gatekey_key_cache_requests_total", "outcome")
+DECISIONS = ("gatekey_ratelimit_decisions_total", "decision")
+VERIFICATIONS = ("gatekey_key_verifications_total", "result")
 
 
 @dataclass(frozen=True, slots=True)
 class Counters:
-    cache_misses: float
-    fallbacks: float
+    """(sample name, label value) -> the counter summed over every worker."""
+
+    values: dict[tuple[str, str], float]
+
+    def get(self, sample: tuple[str, str], value: str) -> float:
+        return self.values.get((sample[0], value), 0.0)
+
+    def since(self, before: Counters) -> Counters:
+        keys = set(self.values) | set(before.values)
+        return Counters({k: self.values.get(k, 0.0) - before.values.get(k, 0.0) for k in keys})
+
+    def total(self, sample: tuple[str, str]) -> float:
+        return sum(count for (name, _), count in self.values.items() if name == sample[0])
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,19 +47,19 @@ def read(base_url: str) -> Counters | None:
     answer = httpx.get(base_url + "/metrics", timeout=5.0)
     if answer.status_code != 200:
         return None
-    totals = {CACHE_MISSES: 0.0, FALLBACKS: 0.0}
+    wanted = dict((CACHE_REQUESTS, DECISIONS, VERIFICATIONS))
+    values: dict[tuple[str, str], float] = {}
     for family in text_string_to_metric_families(answer.text):
         for sample in family.samples:
-            for wanted in totals:
-                name, label, value = wanted
-                if sample.name == name and sample.labels.get(label) == value:
-                    totals[wanted] += sample.value
-    return Counters(totals[CACHE_MISSES], totals[FALLBACKS])
+            label = wanted.get(sample.name)
+            if label is not None and label in sample.labels:
+                key = (sample.name, sample.labels[label])
+                values[key] = values.get(key, 0.0) + sample.value
+    return Counters(values)
 
 
 def per_thousand(before: Counters, after: Counters, requests: int) -> Activity:
-    scale = 1000 / max(requests, 1)
+    grown, scale = after.since(before), 1000 / max(requests, 1)
     return Activity(
-        (after.cache_misses - before.cache_misses) * scale,
-        (after.fallbacks - before.fallbacks) * scale,
+        grown.get(CACHE_REQUESTS, "miss") * scale, grown.get(DECISIONS, "fallback") * scale
     )

@@ -1,174 +1,196 @@
-"""The run's figures: a rich table, gatekey's ratios against the issue's targets, and JSON."""
+"""The run's figures: one row per point (scenario × contender) in a rich table, and JSON."""
 
 from __future__ import annotations
 
 import json
-import operator
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
-from bench.cpu import CpuUse
+from bench.cpu import APP, POSTGRES, REDIS, CpuUse
 from bench.observe import Activity
 from bench.wrk import WrkResult
 
-BARE, SLOWAPI, GATEKEY, MALFORMED = "bare", "slowapi", "gatekey", "gatekey-malformed"
+if TYPE_CHECKING:
+    from bench.accuracy import Accuracy
+    from bench.scenarios import Scenario
+    from bench.targets import Check
+
+BARE, BARE_ASGI, SLOWAPI, GATEKEY = "bare", "bare-asgi", "slowapi", "gatekey"
+MALFORMED = "gatekey-malformed"
 LABELS = {
     BARE: "bare FastAPI",
+    BARE_ASGI: "bare ASGI",
     SLOWAPI: "slowapi + Redis",
-    GATEKEY: "gatekey valid key",
+    GATEKEY: "gatekey",
     MALFORMED: "gatekey malformed",
 }
 # Above this share of the machine used by other processes, the run is flagged as noisy.
 NOISY_OTHER_SHARE = 0.15
-# A warm cache reaches PostgreSQL a few times a second per worker, not once per 100 requests.
-COLD_CACHE_MISSES_PER_1K = 10.0
 
 
 @dataclass(frozen=True, slots=True)
 class Measurement:
+    """One point: a contender under one scenario's keys."""
+
+    scenario: Scenario
+    contender: str
     load: WrkResult
     cpu: CpuUse
     activity: Activity | None = None  # gatekey's only
+    failures: tuple[str, ...] = field(default=())  # why the point does not count
+    repeated_keys: int = 0  # cold: requests that sent a key already sent in this run
 
     @property
-    def server_us(self) -> float:
-        return self.cpu.per_request_us(self.load.requests)[0]
+    def label(self) -> str:
+        return f"{self.scenario.name}: {LABELS[self.contender]}"
 
-    @property
-    def redis_us(self) -> float:
-        return self.cpu.per_request_us(self.load.requests)[1]
-
-    @property
-    def total_us(self) -> float:
-        """Server + Redis + wrk CPU per request: what bounds requests/s on a saturated machine."""
-        return sum(self.cpu.per_request_us(self.load.requests))
+    def us(self, group: str) -> float | None:
+        return self.cpu.per_request_us(group, self.load.requests)
 
 
-@dataclass(frozen=True, slots=True)
-class Ratio:
-    name: str
-    value: float
-    comparison: str  # ">=" or "<="
-    target: float
-    by_cpu: float | None  # the same ratio from CPU per request: what a quiet machine would show
-
-    @property
-    def is_met(self) -> bool:
-        compare = operator.ge if self.comparison == ">=" else operator.le
-        return bool(compare(self.value, self.target))
+def reference(results: Sequence[Measurement], point: Measurement, name: str) -> Measurement | None:
+    """The `name` contender's point in the same scenario."""
+    same = (m for m in results if m.scenario == point.scenario and m.contender == name)
+    return next(same, None)
 
 
-# (name, numerator, denominator, comparison, target, is a req/s ratio): the issue's targets.
-_RATIOS: list[tuple[str, str, str, str, float, bool]] = [
-    ("gatekey / bare req/s", GATEKEY, BARE, ">=", 0.55, True),
-    ("gatekey / slowapi req/s", GATEKEY, SLOWAPI, ">=", 2.0, True),
-    ("gatekey p99 / bare p99", GATEKEY, BARE, "<=", 2.0, False),
-    ("malformed / bare req/s", MALFORMED, BARE, ">=", 0.90, True),
-]
+def rps_ratio(results: Sequence[Measurement], point: Measurement, name: str) -> float | None:
+    bare = reference(results, point, name)
+    return None if bare is None or not bare.load.rps else round(point.load.rps / bare.load.rps, 3)
 
 
-def ratios(results: Mapping[str, Measurement]) -> list[Ratio]:
-    """Every target whose two contenders were both measured in this run."""
-    found = []
-    for name, top, bottom, comparison, target, is_throughput in _RATIOS:
-        if top not in results or bottom not in results:
-            continue
-        upper, lower = results[top], results[bottom]
-        if is_throughput:
-            value = upper.load.rps / max(lower.load.rps, 1e-9)
-            by_cpu: float | None = lower.total_us / max(upper.total_us, 1e-9)
-        else:
-            value, by_cpu = upper.load.p99_ms / max(lower.load.p99_ms, 1e-9), None
-        found.append(Ratio(name, value, comparison, target, by_cpu))
-    return found
+def _ratio_cell(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
 
 
-def _activity_cells(activity: Activity | None) -> tuple[str, str]:
-    if activity is None:
-        return "", ""
-    misses, fallbacks = f"{activity.cache_misses:.1f}", f"{activity.fallbacks:.1f}"
-    if activity.cache_misses > COLD_CACHE_MISSES_PER_1K:
-        misses = f"[red]{misses}[/]"
-    if activity.fallbacks:
-        fallbacks = f"[red]{fallbacks}[/]"
-    return misses, fallbacks
+def _us_cell(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f}"
 
 
-def _contender_table(results: Mapping[str, Measurement], caption: str) -> Table:
+def _result_cell(point: Measurement, checks: Sequence[Check]) -> str:
+    if point.failures:
+        return "[bold red]FAILED[/]"
+    mine = [check for check in checks if check.point is point]
+    if not mine:
+        return ""
+    return "[green]PASS[/]" if all(check.passed for check in mine) else "[red]FAIL[/]"
+
+
+def _point_table(results: Sequence[Measurement], checks: Sequence[Check], caption: str) -> Table:
     table = Table(title="gatekey benchmark", caption=caption)
+    table.add_column("scenario")
     table.add_column("contender")
-    columns = ("req/s", "p50 ms", "p99 ms", "requests", "non-2xx", "CPU µs/req", "Redis µs/req")
-    for column in (*columns, "other CPU", "cache miss/1k", "fallback/1k"):
+    columns = ("req/s", "×FastAPI", "×ASGI", "p50 ms", "p99 ms", "sock+t/o", "app µs")
+    for column in (*columns, "Redis µs", "PG µs", "other", "miss/1k", "result"):
         table.add_column(column, justify="right")
-    for name, measurement in results.items():
-        load, other = measurement.load, measurement.cpu.other_share
-        other_text = f"{other:.0%}" if other < NOISY_OTHER_SHARE else f"[yellow]{other:.0%}[/]"
+    for index, point in enumerate(results):
+        load, other = point.load, point.cpu.other_share
+        is_last = index + 1 == len(results) or results[index + 1].scenario != point.scenario
         table.add_row(
-            LABELS[name],
+            point.scenario.name,
+            LABELS[point.contender],
             f"{load.rps:,.0f}",
+            _ratio_cell(rps_ratio(results, point, BARE)),
+            _ratio_cell(rps_ratio(results, point, BARE_ASGI)),
             f"{load.p50_ms:.2f}",
             f"{load.p99_ms:.2f}",
-            f"{load.requests:,}",
-            f"{load.non_2xx:,}" + (f" +{load.socket_errors} socket" if load.socket_errors else ""),
-            f"{measurement.server_us:.0f}",
-            f"{measurement.redis_us:.0f}",
-            other_text,
-            *_activity_cells(measurement.activity),
+            f"{load.socket_errors + load.timeouts:,}",
+            _us_cell(point.us(APP)),
+            _us_cell(point.us(REDIS)),
+            _us_cell(point.us(POSTGRES)),
+            f"{other:.0%}" if other < NOISY_OTHER_SHARE else f"[yellow]{other:.0%}[/]",
+            "" if point.activity is None else f"{point.activity.cache_misses:.1f}",
+            _result_cell(point, checks),
+            end_section=is_last,
         )
     return table
 
 
-def _ratio_table(found: list[Ratio]) -> Table:
-    table = Table(title="gatekey against the targets")
-    table.add_column("ratio")
-    for column in ("value", "target", "result", "by CPU/request"):
+def _check_table(checks: Sequence[Check]) -> Table:
+    table = Table(title="gatekey against the goals (ratios to bare FastAPI, as issue 12 sets them)")
+    table.add_column("point")
+    table.add_column("goal")
+    for column in ("value", "target", "result", "vs bare ASGI", "by CPU/request"):
         table.add_column(column, justify="right")
-    for ratio in found:
-        verdict = "[green]PASS[/green]" if ratio.is_met else "[red]MISS[/red]"
-        target = f"{ratio.comparison} {ratio.target:.2f}"
-        by_cpu = "" if ratio.by_cpu is None else f"{ratio.by_cpu:.2f}"
-        table.add_row(ratio.name, f"{ratio.value:.2f}", target, verdict, by_cpu)
+    for check in checks:
+        verdict = "[green]PASS[/]" if check.passed else "[red]FAIL[/]"
+        table.add_row(
+            check.point_label,
+            check.goal,
+            f"{check.value:,.0f}" if check.comparison == "==" else f"{check.value:.2f}",
+            f"{check.comparison} {check.target:g}",
+            verdict,
+            _ratio_cell(check.asgi_value),
+            _ratio_cell(check.by_cpu),
+        )
     return table
 
 
-def render(console: Console, results: Mapping[str, Measurement], caption: str) -> None:
-    console.print(_contender_table(results, caption))
-    found = ratios(results)
-    if found:
-        console.print(_ratio_table(found))
-    if any(m.cpu.other_share >= NOISY_OTHER_SHARE for m in results.values()):
+def render(
+    console: Console, results: Sequence[Measurement], checks: Sequence[Check], caption: str
+) -> None:
+    console.print(_point_table(results, checks, caption))
+    for point in results:
+        if point.failures:
+            console.print(f"[red]FAILED[/] {point.label}: {'; '.join(point.failures)}")
+        if point.repeated_keys:
+            console.print(
+                f"[yellow]{point.label}: {point.repeated_keys:,} requests sent a key already "
+                "sent in this run (the key file ran out): raise --cold for a fully cold point[/]"
+            )
+    if not any(point.contender == BARE for point in results):
+        console.print("[yellow]no req/s or p99 goal judged: bare FastAPI was not measured[/]")
+    if checks:
+        console.print(_check_table(checks))
+    if any(m.cpu.other_share >= NOISY_OTHER_SHARE for m in results):
         console.print(
-            "[yellow]other processes took a large share of the CPU during some runs: req/s "
-            "ratios are unreliable; 'by CPU/request' (server + Redis + wrk) is what a quiet "
-            "machine would show[/]"
+            "[yellow]other processes took a large share of the CPU during some points: req/s "
+            "ratios are unreliable; 'by CPU/request' (app + Redis + PostgreSQL + wrk) is what a "
+            "quiet machine would show[/]"
         )
 
 
-def write_json(path: Path, results: Mapping[str, Measurement], run: Mapping[str, object]) -> None:
+def _point_json(results: Sequence[Measurement], point: Measurement) -> dict[str, object]:
+    groups = {g: point.us(g) for g in (APP, REDIS, POSTGRES)}
+    return {
+        "scenario": point.scenario.name,
+        "kind": point.scenario.kind,
+        "keys": point.scenario.size,
+        "contender": point.contender,
+        "label": LABELS[point.contender],
+        "rps": round(point.load.rps, 1),
+        "ratio_to_bare_fastapi": rps_ratio(results, point, BARE),
+        "ratio_to_bare_asgi": rps_ratio(results, point, BARE_ASGI),
+        **asdict(point.load),
+        "cpu_us_per_request": {
+            **{g: None if us is None else round(us, 1) for g, us in groups.items()},
+            "wrk": round(point.cpu.wrk_s * 1e6 / max(point.load.requests, 1), 1),
+        },
+        "other_cpu_share": round(point.cpu.other_share, 3),
+        "per_1000_requests": asdict(point.activity) if point.activity is not None else None,
+        "repeated_keys": point.repeated_keys,
+        "failures": list(point.failures),
+    }
+
+
+def write_json(
+    path: Path,
+    results: Sequence[Measurement],
+    checks: Sequence[Check],
+    accuracy: Accuracy | None,
+    run: Mapping[str, object],
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    contenders = []
-    for name, measurement in results.items():
-        server_us, redis_us, wrk_us = measurement.cpu.per_request_us(measurement.load.requests)
-        activity = measurement.activity
-        contenders.append(
-            {
-                "name": name,
-                "label": LABELS[name],
-                "rps": round(measurement.load.rps, 1),
-                **asdict(measurement.load),
-                "cpu_us_per_request": {
-                    "server": round(server_us, 1),
-                    "redis": round(redis_us, 1),
-                    "wrk": round(wrk_us, 1),
-                },
-                "other_cpu_share": round(measurement.cpu.other_share, 3),
-                "per_1000_requests": asdict(activity) if activity is not None else None,
-            }
-        )
-    found = [{**asdict(r), "result": "PASS" if r.is_met else "MISS"} for r in ratios(results)]
-    document = {"run": dict(run), "contenders": contenders, "ratios": found}
-    path.write_text(json.dumps(document, indent=2) + "\n")
+    document = {
+        "run": dict(run),
+        "points": [_point_json(results, point) for point in results],
+        "checks": [check.as_json() for check in checks],
+        "accuracy": None if accuracy is None else {**asdict(accuracy), "exact": accuracy.is_exact},
+        "passed": all(check.passed for check in checks) and not any(m.failures for m in results),
+    }
+    path.write_text(json.dumps(document, indent=2, default=str) + "\n")

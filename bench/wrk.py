@@ -1,29 +1,16 @@
-"""Drive wrk and read its figures from a Lua `done()` hook that prints one JSON line."""
+"""Drive wrk with `keys.lua`: keys rotated from a file, figures read from one JSON line."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 WRK_MISSING = "wrk is not installed: apt-get install wrk (or build it from github.com/wg/wrk)"
+SCRIPT = Path(__file__).with_name("keys.lua")
 _MARKER = "BENCH_JSON "
-
-# wrk counts a response with status > 399 as `errors.status`: that is the "non-2xx" column
-# (a 3xx would slip through, which is why every run starts with one checked request).
-_DONE_SCRIPT = """
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    '%s{"requests":%d,"duration_us":%d,"bytes":%d,"non_2xx":%d,"connect_errors":%d,' ..
-    '"read_errors":%d,"write_errors":%d,"timeouts":%d,"p50_us":%d,"p99_us":%d,"max_us":%d}\\n',
-    "MARKER", summary.requests, summary.duration, summary.bytes, e.status, e.connect, e.read,
-    e.write, e.timeout, latency:percentile(50), latency:percentile(99), latency.max))
-end
-""".replace("MARKER", _MARKER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,11 +21,21 @@ class LoadSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class KeyWalk:
+    """The keys a load sends, one per request in file order from `offset`, wrapping at `size`."""
+
+    file: Path
+    size: int
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class WrkResult:
     requests: int
     duration_s: float
     non_2xx: int
-    socket_errors: int
+    socket_errors: int  # connect, read and write errors
+    timeouts: int
     p50_ms: float
     p99_ms: float
     max_ms: float
@@ -61,10 +58,8 @@ def parse_output(stdout: str) -> WrkResult:
                 requests=raw["requests"],
                 duration_s=raw["duration_us"] / 1e6,
                 non_2xx=raw["non_2xx"],
-                socket_errors=sum(
-                    raw[name]
-                    for name in ("connect_errors", "read_errors", "write_errors", "timeouts")
-                ),
+                socket_errors=raw["connect_errors"] + raw["read_errors"] + raw["write_errors"],
+                timeouts=raw["timeouts"],
                 p50_ms=raw["p50_us"] / 1000,
                 p99_ms=raw["p99_us"] / 1000,
                 max_ms=raw["max_us"] / 1000,
@@ -72,24 +67,30 @@ def parse_output(stdout: str) -> WrkResult:
     raise ValueError(f"wrk printed no figures:\n{stdout}")
 
 
-def run_wrk(url: str, headers: dict[str, str], spec: LoadSpec, duration_s: float) -> WrkResult:
+def run_wrk(url: str, walk: KeyWalk, spec: LoadSpec, duration_s: float) -> WrkResult:
     """One bounded wrk run; wrk stops itself after `duration_s` (plus a hard cap here)."""
-    with tempfile.TemporaryDirectory(prefix="gatekey-bench-wrk-") as scratch:
-        script = Path(scratch) / "done.lua"
-        script.write_text(_DONE_SCRIPT)
-        command = [
-            wrk_path() or "wrk",
-            f"--threads={spec.threads}",
-            f"--connections={spec.connections}",
-            f"--duration={max(1, round(duration_s))}s",
-            f"--timeout={spec.timeout_s}s",
-            f"--script={script}",
-            *(f"--header={name}: {value}" for name, value in headers.items()),
-            url,
-        ]
-        finished = subprocess.run(
-            command, capture_output=True, text=True, timeout=duration_s + 30, check=False
-        )
+    command = [
+        wrk_path() or "wrk",
+        f"--threads={spec.threads}",
+        f"--connections={spec.connections}",
+        f"--duration={max(1, round(duration_s))}s",
+        f"--timeout={spec.timeout_s}s",
+        f"--script={SCRIPT}",
+        url,
+        "--",
+        str(walk.file),
+        str(walk.offset),
+        str(spec.threads),
+    ]
+    finished = subprocess.run(
+        command, capture_output=True, text=True, timeout=duration_s + 60, check=False
+    )
     if finished.returncode != 0:
         raise RuntimeError(f"wrk exited {finished.returncode}: {finished.stderr.strip()}")
     return parse_output(finished.stdout)
+
+
+def next_offset(walk: KeyWalk, result: WrkResult, spec: LoadSpec) -> int:
+    """Where a following load starts so that it sends no key this one sent: wrk reports the
+    answered requests, and up to one more per connection was sent but not answered."""
+    return walk.offset + result.requests + spec.connections

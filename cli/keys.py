@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -11,14 +12,14 @@ import typer
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cli.common import console, fail, print_json, run_async, settings_of
+from cli.common import EXIT_USAGE, console, fail, print_json, run_async, settings_of
 from service.durations import parse_duration
 from service.keys import service
 from service.keys.events import RedisKeyChangePublisher
 from service.keys.format import KeyFormat
 from service.keys.record import KeyRecord
 from service.keys.schemas import key_json
-from service.keys.service import IssuedKey
+from service.keys.service import MAX_BULK_KEYS, IssuedKey, MintedKey
 from service.resources import open_admin
 
 app = typer.Typer(
@@ -27,6 +28,15 @@ app = typer.Typer(
 T = TypeVar("T")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+CountOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        max=MAX_BULK_KEYS,
+        help="Create N keys with these settings in one transaction (imports, load tests). "
+        'Needs --json: prints one JSON object per line, {"id": ..., "key": ...}.',
+    ),
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +94,11 @@ def _show_issued(issued: IssuedKey, as_json: bool) -> None:
     console.print(f"key: [bold]{issued.plaintext}[/bold]  (shown once; store it now)")
 
 
+def _print_minted(minted: list[MintedKey]) -> None:
+    """JSON Lines: a consumer streams 100,000 keys without parsing one huge array."""
+    typer.echo("\n".join(json.dumps({"id": str(m.id), "key": m.plaintext}) for m in minted))
+
+
 @app.command()
 def create(
     ctx: typer.Context,
@@ -93,10 +108,30 @@ def create(
     rate_limit: Annotated[str | None, typer.Option(help="N/second|minute|hour|day.")] = None,
     expires_in: Annotated[str | None, typer.Option(help="e.g. 30d, 12h.")] = None,
     as_json: JsonOpt = False,
+    count: CountOpt = None,
 ) -> None:
-    """Create a key and print it once."""
+    """Create a key and print it once (`--count N --json`: N keys, one JSON line each)."""
     expires = parse_duration(expires_in) if expires_in else None
     scope_list = [s.strip() for s in scopes.split(",") if s.strip()]
+    if count is not None:
+        if not as_json:
+            fail("--count prints the keys as JSON lines: add --json", EXIT_USAGE)
+        minted = _run(
+            ctx,
+            lambda tools: service.create_keys(
+                session=tools.session,
+                key_format=tools.key_format,
+                count=count,
+                name=name,
+                owner=owner,
+                scopes=scope_list,
+                rate_limit=rate_limit,
+                expires_in=expires,
+                listener=tools.listener,
+            ),
+        )
+        _print_minted(minted)
+        return
     issued = _run(
         ctx,
         lambda tools: service.create_key(

@@ -1,4 +1,4 @@
-"""`make bench`: gatekey against a bare FastAPI endpoint and slowapi + Redis, under wrk.
+"""`make bench`: gatekey against bare FastAPI, bare ASGI and slowapi + Redis, under wrk.
 
 The harness lives in `bench/` (see `bench/run.py`); this entry point puts the repository root on
 the path so `.venv/bin/python scripts/bench.py [--duration 10 ...]` works from anywhere.

@@ -87,7 +87,6 @@ async def open_serving(
         key_format = KeyFormat.from_settings(settings)
         directory = KeyDirectory(redis, keyspace, timeout=settings.redis_timeout) if redis else None
         verifier, feed = _verifier_and_feed(settings, database, key_format, directory, metrics)
-        stack.push_async_callback(verifier.aclose)
         jobs: list[Job] = [lambda stop: run_resource_sampler(metrics, stop), feed.run]
         if redis is not None:
             jobs += _redis_jobs(redis, database, verifier, settings, keyspace, metrics)
@@ -122,8 +121,7 @@ def _verifier_and_feed(
         ttl=settings.key_cache_ttl,
         max_age=settings.key_cache_max_age,
         directory=directory,
-        is_feed_fresh=feed.is_fresh,
-        version_floor=feed.floor,
+        feed=feed,
         on_cache=label_incrementer(metrics.key_cache_requests),
     )
     feed.subscribe(verifier.key_changed)

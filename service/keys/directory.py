@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pydantic import TypeAdapter
 from redis.asyncio import Redis
 
+from service.batching import TickBatcher
 from service.keys.record import KeyRecord
 from service.redis import scripts
 from service.redis.keyspace import RedisKeyspace
@@ -55,8 +56,9 @@ def decode(key_hash: str, raw: bytes) -> KeyEntry | None:
 
 
 class KeyDirectory:
-    """Reads batched per event-loop tick (one pipeline for every concurrent cold key), writes
-    only forward in version. Any Redis failure reads as "no entry": the caller asks PostgreSQL.
+    """Reads and fills go out batched: every call of one event-loop tick in one pipeline, at
+    most two pipelines of each kind at a time (the shared Redis pool stays free for the rest).
+    Any Redis failure reads as "no entry": the caller asks PostgreSQL.
     """
 
     def __init__(self, redis: Redis, keyspace: RedisKeyspace, *, timeout: float) -> None:
@@ -65,52 +67,57 @@ class KeyDirectory:
         # A connection wait plus a round trip; a hung Redis costs a cold key this, then SQL.
         self._timeout_s = 2 * timeout
         self._put_script = scripts.register(redis, scripts.ScriptName.DIRECTORY_PUT)
-        self._pending: dict[str, asyncio.Future[KeyEntry | None]] = {}
+        self._reads: TickBatcher[str, KeyEntry | None] = TickBatcher(self._read, max_in_flight=2)
+        self._fills: TickBatcher[KeyEntry, None] = TickBatcher(self._write, max_in_flight=1)
 
     async def get(self, key_hash: str) -> KeyEntry | None:
-        future = self._pending.get(key_hash)
-        if future is None:
-            if not self._pending:
-                asyncio.get_running_loop().call_soon(self._start_batch)
-            future = asyncio.get_running_loop().create_future()
-            self._pending[key_hash] = future
-        return await asyncio.shield(future)
-
-    def _start_batch(self) -> None:
-        batch, self._pending = self._pending, {}
-        task = asyncio.get_running_loop().create_task(self._read(batch))
-        task.add_done_callback(_retrieve)
-
-    async def _read(self, batch: dict[str, asyncio.Future[KeyEntry | None]]) -> None:
-        hashes = list(batch)
-        raws: Sequence[bytes | None] = [None] * len(hashes)
         try:
-            async with asyncio.timeout(self._timeout_s):
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for key_hash in hashes:
-                        pipe.get(self._keyspace.directory(key_hash))
-                    raws = await pipe.execute()
-        except Exception as error:  # whatever broke, these keys are read from PostgreSQL
+            return await self._reads.submit(key_hash)
+        except Exception as error:  # whatever broke, this key is read from PostgreSQL
             logger.debug("key_directory_unavailable", extra={"error": repr(error)})
-        for key_hash, raw in zip(hashes, raws, strict=True):
-            entry = decode(key_hash, raw) if raw is not None else None
-            batch[key_hash].set_result(entry)
+            return None
+
+    def fill(self, entry: KeyEntry) -> None:
+        """Store what PostgreSQL said, in the background: a failure only costs the next worker
+        the same query."""
+        self._fills.submit(entry).add_done_callback(_retrieve)
 
     async def put(self, entries: Sequence[KeyEntry]) -> None:
-        """Store entries (one pipeline); raises when Redis does not take them."""
-        if not entries:
-            return
-        async with asyncio.timeout(self._timeout_s + 0.05 * len(entries)):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for entry in entries:
-                    await self._put_script(
-                        keys=[self._keyspace.directory(entry.key_hash)],
-                        args=[entry.version, encode(entry), DIRECTORY_TTL_S],
-                        client=pipe,
-                    )
-                await pipe.execute()
+        """Store entries now, in one pipeline; raises when Redis does not take them."""
+        if entries:
+            await self._write(entries)
+
+    async def aclose(self) -> None:
+        await self._fills.drain()
+
+    async def _read(self, hashes: Sequence[str]) -> list[KeyEntry | None]:
+        async with (
+            asyncio.timeout(self._timeout_s),
+            self._redis.pipeline(transaction=False) as pipe,
+        ):
+            for key_hash in hashes:
+                pipe.get(self._keyspace.directory(key_hash))
+            raws: list[bytes | None] = await pipe.execute()
+        return [
+            decode(key_hash, raw) if raw is not None else None
+            for key_hash, raw in zip(hashes, raws, strict=True)
+        ]
+
+    async def _write(self, entries: Sequence[KeyEntry]) -> list[None]:
+        async with (
+            asyncio.timeout(self._timeout_s + 0.001 * len(entries)),
+            self._redis.pipeline(transaction=False) as pipe,
+        ):
+            for entry in entries:
+                await self._put_script(
+                    keys=[self._keyspace.directory(entry.key_hash)],
+                    args=[entry.version, encode(entry), DIRECTORY_TTL_S],
+                    client=pipe,
+                )
+            await pipe.execute()
+        return [None] * len(entries)
 
 
-def _retrieve(task: asyncio.Task[None]) -> None:
-    if not task.cancelled():
-        task.exception()
+def _retrieve(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()  # the directory is a cache: a failed fill is not an error

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ARRAY, Row, String, Table, any_, bindparam, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.keys.models import ApiKey
+
+# One statement whatever the number of hashes (an IN list would compile and prepare anew for
+# every count).
+_TABLE = cast(Table, ApiKey.__table__)  # a Table, typed as any FromClause
+_BY_HASHES = select(_TABLE).where(
+    _TABLE.c.key_hash == any_(bindparam("hashes", type_=ARRAY(String())))
+)
 
 # Marks the key-change feed's statements, which run in the background in every worker, so that
 # tooling (and the tests proving the request path sends no SQL) can tell them apart.
@@ -26,6 +34,18 @@ class ApiKeyRepository:
         await self.session.refresh(key)
         return key
 
+    async def add_many(
+        self, rows: Sequence[Mapping[str, object]], *, batch_size: int = 1000
+    ) -> list[Row[Any]]:
+        """Insert rows of column values; return the stored rows in the same order. One multi-row
+        INSERT per batch and no ORM objects: an `add` per key costs a round trip and a refresh."""
+        statement = insert(_TABLE).returning(_TABLE, sort_by_parameter_order=True)
+        stored: list[Row[Any]] = []
+        for start in range(0, len(rows), batch_size):
+            batch = list(rows[start : start + batch_size])
+            stored.extend((await self.session.execute(statement, batch)).all())
+        return stored
+
     async def get(self, key_id: uuid.UUID, *, for_update: bool = False) -> ApiKey | None:
         statement = select(ApiKey).where(ApiKey.id == key_id)
         if for_update:
@@ -35,6 +55,11 @@ class ApiKeyRepository:
     async def get_by_hash(self, key_hash: str) -> ApiKey | None:
         statement = select(ApiKey).where(ApiKey.key_hash == key_hash)
         return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def get_many_by_hash(self, key_hashes: Sequence[str]) -> Sequence[Row[Any]]:
+        """The rows of those hashes that exist (any order), as plain rows: the verifier's batched
+        miss path, where building ORM objects would cost more than the query."""
+        return (await self.session.execute(_BY_HASHES, {"hashes": list(key_hashes)})).all()
 
     async def database_now(self) -> datetime:
         """The database's clock: the feed compares `changed_at` only with this, never a host's."""

@@ -18,7 +18,19 @@ from service.keys.record import KeyRecord
 from service.keys.repository import ApiKeyRepository
 from service.ratelimit.policy import parse_rate_limit
 
+# New keys reach the Redis directory this many at a time (one pipeline each).
+_ANNOUNCE_BATCH = 1000
 _SCOPE_RE = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
+# More keys in one call than any import or load test needs; bounds the memory of one transaction.
+MAX_BULK_KEYS = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class MintedKey:
+    """One key of a bulk creation: its id and the only copy of its plaintext."""
+
+    id: uuid.UUID
+    plaintext: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +119,50 @@ async def create_key(
     if listener is not None:
         await listener.keys_created([entry])
     return IssuedKey(record=entry.record, plaintext=plaintext)
+
+
+async def create_keys(
+    *,
+    session: AsyncSession,
+    key_format: KeyFormat,
+    count: int,
+    name: str,
+    owner: str | None = None,
+    scopes: list[str] | None = None,
+    rate_limit: str | None = None,
+    expires_in: timedelta | None = None,
+    listener: KeyChangeListener | None = None,
+) -> list[MintedKey]:
+    """`count` keys with the same metadata in one transaction, for imports and load tests: one
+    multi-row INSERT per 1,000 keys instead of a round trip and a refresh per key."""
+    if not 1 <= count <= MAX_BULK_KEYS:
+        raise InvalidInput(f"count must be 1 to {MAX_BULK_KEYS:,}")
+    shared = {
+        "name": _clean_name(name),
+        "owner": _clean_owner(owner),
+        "scopes": _clean_scopes(scopes or []),
+        "rate_limit": _clean_rate_limit(rate_limit),
+        "expires_at": _utcnow() + expires_in if expires_in is not None else None,
+    }
+    plaintexts = [key_format.generate() for _ in range(count)]
+    rows = [
+        {
+            **shared,
+            "key_hash": key_format.hash(plaintext),
+            "display_prefix": key_format.display_prefix(plaintext),
+        }
+        for plaintext in plaintexts
+    ]
+    stored = await ApiKeyRepository(session).add_many(rows)
+    entries = [KeyEntry(row.key_hash, row.version, KeyRecord.of(row)) for row in stored]
+    await session.commit()
+    if listener is not None:
+        for start in range(0, len(entries), _ANNOUNCE_BATCH):
+            await listener.keys_created(entries[start : start + _ANNOUNCE_BATCH])
+    return [
+        MintedKey(entry.record.id, plaintext)
+        for entry, plaintext in zip(entries, plaintexts, strict=True)
+    ]
 
 
 async def list_keys(

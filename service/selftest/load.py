@@ -20,7 +20,9 @@ from pathlib import Path
 from service.selftest.model import SelftestAborted
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
-STOP_AFTER_ENV = "GATEKEY_STOP_AFTER"  # read by the locustfile, which this process never imports
+# Read by the locustfile, which this process never imports.
+STOP_AFTER_ENV = "GATEKEY_STOP_AFTER"
+KEYS_FILE_ENV = "GATEKEY_KEYS_FILE"
 # Locust needs a moment to import and spawn; beyond this the step is declared hung.
 _STARTUP_GRACE_S = 30.0
 
@@ -98,14 +100,24 @@ def locust_command(*, url: str, users: int, duration_s: float, report: Path) -> 
 
 
 async def run_locust(
-    *, url: str, key: str, users: int, duration_s: float, stop_after: int | None, workdir: Path
+    *,
+    url: str,
+    keys_file: Path,
+    users: int,
+    duration_s: float,
+    stop_after: int | None,
+    workdir: Path,
 ) -> LocustStats:
-    """Run one load step, for `duration_s` or until `stop_after` requests, and return its
-    aggregated statistics."""
+    """Run one load step over the keys in `keys_file` (one a line, each request the next), for
+    `duration_s` or until `stop_after` requests, and return its aggregated statistics."""
     report = workdir / f"locust_{users}u"  # Locust adds ".json", "_failures.csv"...
     process = await asyncio.create_subprocess_exec(
         *locust_command(url=url, users=users, duration_s=duration_s, report=report),
-        env={**os.environ, "GATEKEY_KEY": key, STOP_AFTER_ENV: str(stop_after or "")},
+        env={
+            **os.environ,
+            KEYS_FILE_ENV: str(keys_file),
+            STOP_AFTER_ENV: str(stop_after or ""),
+        },
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )

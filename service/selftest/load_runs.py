@@ -12,6 +12,7 @@ from service.selftest import load_checks
 from service.selftest.context import Context
 from service.selftest.load import run_locust
 from service.selftest.load_checks import LoadRun
+from service.selftest.load_keys import LOAD_KEYS, mint_load_keys
 from service.selftest.model import CheckResult, LoadStep, MemorySample
 from service.selftest.sampling import Sampler
 from service.selftest.verdict import compare_with_baseline
@@ -32,29 +33,32 @@ SETTLE_S = 3.0
 @dataclass(frozen=True, slots=True)
 class LoadPlan:
     """Users per step; each step lasts `duration_s`, or ends after `stop_after` requests, except
-    the last: the memory check fits its slope over that step, which needs the whole duration."""
+    the last: the memory check fits its slope over that step, which needs the whole duration.
+    Every request takes the next of `keys` keys."""
 
     users: tuple[int, ...]
     duration_s: float
     stop_after: int | None = None
+    keys: int = LOAD_KEYS
 
 
 async def run_load_steps(
     ctx: Context, plan: LoadPlan, workdir: Path, *, started: float, progress: Callable[[str], None]
 ) -> list[LoadRun]:
-    key = (await ctx.key("load")).key
+    progress(f"load: minting {plan.keys:,} keys")
+    keys_file = await mint_load_keys(ctx.cli, plan.keys, workdir)
     sampler = Sampler(ctx.deployment.scrape, ctx.probe.activity, started_at=started)
     runs = []
     for index, users in enumerate(plan.users):
         stop_after = plan.stop_after if index < len(plan.users) - 1 else None
-        progress(f"load: {users} users for {plan.duration_s:g} s")
+        progress(f"load: {users} users over {plan.keys:,} keys for {plan.duration_s:g} s")
         before = await sampler.sample()
         done = asyncio.Event()
         sampling = asyncio.create_task(sampler.sample_until(done))
         try:
             stats = await run_locust(
-                url=ctx.deployment.url, key=key, users=users, duration_s=plan.duration_s,
-                stop_after=stop_after, workdir=workdir,
+                url=ctx.deployment.url, keys_file=keys_file, users=users,
+                duration_s=plan.duration_s, stop_after=stop_after, workdir=workdir,
             )  # fmt: skip
         finally:
             done.set()

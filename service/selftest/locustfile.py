@@ -1,14 +1,19 @@
 """Locust users for the load steps; `tests/load/locustfile.py` re-exports them for plain `locust`.
 
 Only ever imported by a Locust process (importing locust monkey-patches the process with gevent).
-The key comes from `GATEKEY_KEY`; give it a limit it never reaches, e.g. `1000000/minute`.
+The keys come from `GATEKEY_KEYS_FILE`, one a line (`gatekey keys create --count 1000 --json | jq
+-r .key`), or the one `GATEKEY_KEY`; give them a limit they never reach, e.g. `1000000/minute`.
+Every request takes the next key, round-robin over all users, as a deployment's customers do.
 `GATEKEY_STOP_AFTER=N` ends the run once N requests were made after every user started.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
-from typing import Any
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
 
 import gevent
 from locust import FastHttpUser, constant, events, task
@@ -20,6 +25,19 @@ from service.keys.format import generate_key
 from service.results import KeyCheckResult
 
 STOP_AFTER_ENV = "GATEKEY_STOP_AFTER"
+KEYS_FILE_ENV = "GATEKEY_KEYS_FILE"
+
+
+def load_keys() -> list[str]:
+    """The keys to rotate over, from the environment Locust was started with."""
+    path = os.environ.get(KEYS_FILE_ENV)
+    keys = Path(path).read_text().split() if path else [os.environ.get("GATEKEY_KEY", "")]
+    if not keys or not all(keys):
+        raise RuntimeError(
+            f"set {KEYS_FILE_ENV} to a file of keys, or GATEKEY_KEY to a key made with "
+            "`gatekey keys create`"
+        )
+    return keys
 
 
 @events.init.add_listener  # type: ignore[untyped-decorator]  # locust's events are untyped
@@ -51,21 +69,24 @@ class GatekeyUser(FastHttpUser):
     """A client with no think time mixing cached, uncached and database-reading endpoints."""
 
     wait_time = constant(0)
+    # One rotation shared by every user of the process (gevent: one thread, no lock needed).
+    keys: ClassVar[Iterator[str] | None] = None
 
     def on_start(self) -> None:
-        self.key = os.environ.get("GATEKEY_KEY", "")
-        if not self.key:
-            raise RuntimeError("set GATEKEY_KEY to a key made with `gatekey keys create`")
-        self.prefix = self.key.rsplit("_", 1)[0]
-        self.headers = {"X-API-Key": self.key}
+        self.prefix = self._next_key().rsplit("_", 1)[0]
+
+    def _next_key(self) -> str:
+        if GatekeyUser.keys is None:
+            GatekeyUser.keys = itertools.cycle(load_keys())
+        return next(GatekeyUser.keys)
 
     @task(5)
     def whoami(self) -> None:
-        self.client.get("/v1/whoami", headers=self.headers)
+        self.client.get("/v1/whoami", headers={"X-API-Key": self._next_key()})
 
     @task(2)
     def verify_known(self) -> None:
-        self._verify(self.key, KeyCheckResult.VALID, "/v1/keys/verify")
+        self._verify(self._next_key(), KeyCheckResult.VALID, "/v1/keys/verify")
 
     @task(2)
     def verify_unknown(self) -> None:
@@ -75,7 +96,7 @@ class GatekeyUser(FastHttpUser):
 
     @task(1)
     def usage(self) -> None:
-        self.client.get("/v1/usage", headers=self.headers)
+        self.client.get("/v1/usage", headers={"X-API-Key": self._next_key()})
 
     def _verify(self, key: str, expected_code: KeyCheckResult, name: str) -> None:
         with self.client.post(

@@ -11,8 +11,9 @@ import httpx
 
 from bench.gatekey_setup import malformed
 from bench.report import BARE, GATEKEY, LABELS, MALFORMED, SLOWAPI
-from bench.servers import free_port
 from bench.wrk import WrkResult
+from service.harness.gatekey import serve_command
+from service.harness.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -71,10 +72,7 @@ def launches(
         yield Launch("slowapi", port, command, env, PATH, [Probe(SLOWAPI, key, 200)])
     if "gatekey" in wanted:
         port = free_port()
-        command = [
-            str(BIN / "gatekey"), "serve", "--host", "127.0.0.1", "--port", str(port),
-            "--workers", str(workers),
-        ]  # fmt: skip
+        command = serve_command(port, workers=workers)
         probes = [
             Probe(GATEKEY, key, 200),
             Probe(MALFORMED, malformed(key), 401, "MALFORMED"),

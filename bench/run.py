@@ -15,12 +15,13 @@ from pathlib import Path
 import redis
 from rich.console import Console
 
-from bench import contenders, cpu, gatekey_setup, observe, profile, report, servers
+from bench import contenders, cpu, gatekey_setup, observe, profile, report
 from bench.contenders import BIN, PATH, ROOT, SERVERS, BenchFailed, Launch, Probe
 from bench.gatekey_setup import BenchDatabase
 from bench.report import GATEKEY, MALFORMED, Measurement
 from bench.wrk import WRK_MISSING, LoadSpec, run_wrk, wrk_path
 from service.config import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL
+from service.harness.processes import ServerProcess, answers, serving
 from service.keys.format import generate_key
 
 # Wide enough for the table when the output is piped (make, CI logs).
@@ -79,21 +80,21 @@ class Run:
     redis_pid: int | None
 
 
-def _measure(run: Run, server: servers.RunningServer, probe: Probe) -> Measurement:
+def _measure(run: Run, server: ServerProcess, probe: Probe) -> Measurement:
     """Check one answer, warm up, then measure: load, CPU, and what gatekey did meanwhile."""
-    args, url, label = run.args, server.base_url + PATH, report.LABELS[probe.name]
+    args, url, label = run.args, server.url + PATH, report.LABELS[probe.name]
     contenders.check_one(url, probe)
     headers = {"X-API-Key": probe.key}
     with console.status(f"[bold]{label}[/]: warming up {args.warmup:.0f} s"):
         run_wrk(url, headers, run.spec, args.warmup)
     is_gatekey = probe.name in (GATEKEY, MALFORMED)
-    before = observe.read(server.base_url) if is_gatekey else None
+    before = observe.read(server.url) if is_gatekey else None
     with (
         console.status(f"[bold]{label}[/]: measuring {args.duration:.0f} s"),
-        cpu.measured(server.worker_pids(), run.redis_pid) as used,
+        cpu.measured(sorted(server.worker_pids()), run.redis_pid) as used,
     ):
         result = run_wrk(url, headers, run.spec, args.duration)
-    after = observe.read(server.base_url) if is_gatekey else None
+    after = observe.read(server.url) if is_gatekey else None
     try:
         contenders.verify(probe, result)
     except BenchFailed as failure:
@@ -108,13 +109,13 @@ def _measure(run: Run, server: servers.RunningServer, probe: Probe) -> Measureme
     return measurement
 
 
-def _profile(run: Run, server: servers.RunningServer, probe: Probe, out_dir: Path) -> None:
+def _profile(run: Run, server: ServerProcess, probe: Probe, out_dir: Path) -> None:
     """One more load of the valid-key probe, sampled by py-spy in every worker."""
     seconds = max(1, round(run.args.duration))
-    pids = server.worker_pids()
+    pids = sorted(server.worker_pids())
     recordings = profile.start_recording(BIN / "py-spy", pids, seconds, out_dir)
     with console.status(f"[bold]gatekey[/]: py-spy on workers {pids} for {seconds} s"):
-        run_wrk(server.base_url + PATH, {"X-API-Key": probe.key}, run.spec, seconds + 1)
+        run_wrk(server.url + PATH, {"X-API-Key": probe.key}, run.spec, seconds + 1)
         paths = profile.finish_recording(recordings, timeout_s=30)
     profile.render(console, paths)
 
@@ -130,13 +131,13 @@ def _serve_and_measure(
         )
         with console.status(starting):
             server = stack.enter_context(
-                servers.serve(
+                serving(
                     launch.command,
                     port=launch.port,
-                    env=launch.env,
+                    env={**os.environ, **launch.env},
                     cwd=run.scratch,
-                    log_path=run.scratch / f"{launch.name}.log",
-                    probe_path=launch.probe_path,
+                    log=run.scratch / f"{launch.name}.log",
+                    ready=answers(launch.probe_path),
                 )
             )
         for probe in launch.probes:
@@ -161,7 +162,7 @@ def _prepare_gatekey(args: argparse.Namespace, scratch: Path) -> tuple[str, dict
     }
     with console.status(f"[bold]gatekey[/]: migrating a fresh {database.name}, creating a key"):
         asyncio.run(database.drop())
-        key = gatekey_setup.prepare(BIN / "gatekey", {**os.environ, **env}, scratch)
+        key = gatekey_setup.prepare({**os.environ, **env}, scratch)
     return key, env
 
 
@@ -228,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="gatekey-bench-") as scratch:
         try:
             results = _rounds(Run(args, spec, Path(scratch), redis_pid))
-        except (BenchFailed, servers.ServerFailed, RuntimeError) as exc:
+        except (BenchFailed, RuntimeError) as exc:  # a ProcessFailed is a RuntimeError
             console.print(f"[bold red]benchmark failed:[/] {exc}")
             return 1
     report.render(console, results, _caption(args))

@@ -12,8 +12,9 @@ import httpx
 from bench.gatekey_setup import malformed
 from bench.report import BARE, BARE_ASGI, GATEKEY, LABELS, MALFORMED, SLOWAPI
 from bench.scenarios import Scenario, write_walk
-from bench.servers import free_port
 from bench.wrk import KeyWalk, WrkResult
+from service.harness.gatekey import serve_command
+from service.harness.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -73,10 +74,7 @@ def launches(
             continue
         port = free_port()
         if name == GATEKEY:
-            command = [
-                str(BIN / "gatekey"), "serve", "--host", "127.0.0.1", "--port", str(port),
-                "--workers", str(workers),
-            ]  # fmt: skip
+            command = serve_command(port, workers=workers)
             yield Launch(name, port, command, gatekey_env, "/readyz")
         else:
             env = {"BENCH_REDIS_URL": redis_url} if name == SLOWAPI else {}

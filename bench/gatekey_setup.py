@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+
+from service.harness.gatekey import run_cli
 
 # The limit the issue asks for: a 10 s run at tens of thousands of requests/s stays far below it.
 UNREACHED_LIMIT = "100000000/minute"
@@ -38,41 +39,29 @@ class BenchDatabase:
             await connection.close()
 
 
-def _gatekey(gatekey_bin: Path, args: list[str], env: dict[str, str], cwd: Path) -> str:
-    finished = subprocess.run(
-        [str(gatekey_bin), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=120,
-        check=False,
-    )
+def _gatekey(args: list[str], env: dict[str, str], cwd: Path, *, timeout_s: float = 120) -> str:
+    finished = run_cli(*args, env=env, cwd=cwd, timeout_s=timeout_s)
     if finished.returncode != 0:
         last_lines = "\n".join(finished.stderr.strip().splitlines()[-3:])
         raise RuntimeError(f"gatekey {' '.join(args)} failed: {last_lines}")
     return finished.stdout
 
 
-def prepare(gatekey_bin: Path, env: dict[str, str], cwd: Path) -> str:
-    """Migrate the (already dropped) database with `gatekey db upgrade`; return a new key."""
-    _gatekey(gatekey_bin, ["db", "upgrade"], env, cwd)
+def prepare(env: dict[str, str], cwd: Path) -> str:
+    """Migrate the (already dropped) database with `gatekey db upgrade`; return a new key.
+    `env` is the commands' whole environment."""
+    _gatekey(["db", "upgrade"], env, cwd)
     created = _gatekey(
-        gatekey_bin,
-        ["keys", "create", "--name", "bench", "--rate-limit", UNREACHED_LIMIT, "--json"],
-        env,
-        cwd,
+        ["keys", "create", "--name", "bench", "--rate-limit", UNREACHED_LIMIT, "--json"], env, cwd
     )
     key: str = json.loads(created)["key"]
     return key
 
 
-def mint(
-    gatekey_bin: Path, env: dict[str, str], cwd: Path, count: int, rate_limit: str
-) -> list[str]:
+def mint(env: dict[str, str], cwd: Path, count: int, rate_limit: str) -> list[str]:
     """`count` keys from `gatekey keys create --count N --json` (one JSON object a line)."""
     args = ["keys", "create", "--name", "bench", "--rate-limit", rate_limit, "--json"]
-    created = _gatekey(gatekey_bin, [*args, "--count", str(count)], env, cwd)
+    created = _gatekey([*args, "--count", str(count)], env, cwd, timeout_s=1800)
     return [json.loads(line)["key"] for line in created.splitlines()]
 
 

@@ -9,12 +9,13 @@ from pathlib import Path
 import psutil
 from rich.console import Console
 
-from bench import contenders, cpu, observe, profile, servers
+from bench import contenders, cpu, observe, profile
 from bench.contenders import BIN, PATH, Probe
 from bench.cpu import ProcessFinder
 from bench.report import GATEKEY, LABELS, MALFORMED, Measurement
 from bench.scenarios import COLD, Scenario
 from bench.wrk import KeyWalk, LoadSpec, next_offset, run_wrk
+from service.harness.processes import ServerProcess
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,29 +36,29 @@ def _repeated_keys(scenario: Scenario, probe: Probe, walk: KeyWalk, requests: in
     return max(0, walk.offset + requests - scenario.size)
 
 
-def _workers(server: servers.RunningServer) -> list[psutil.Process]:
+def _workers(server: ServerProcess) -> list[psutil.Process]:
     return [psutil.Process(pid) for pid in server.worker_pids()]
 
 
 def point(
-    console: Console, loads: Loads, server: servers.RunningServer, scenario: Scenario, probe: Probe
+    console: Console, loads: Loads, server: ServerProcess, scenario: Scenario, probe: Probe
 ) -> Measurement:
     """The warm-up sends the first keys of the walk; the measured load starts after them, so a
     cold point never repeats a key the warm-up sent."""
-    url, label = server.base_url + PATH, f"{scenario.name}: {LABELS[probe.name]}"
+    url, label = server.url + PATH, f"{scenario.name}: {LABELS[probe.name]}"
     contenders.check_one(url, probe)
     with console.status(f"[bold]{label}[/]: warming up {loads.warmup_s:g} s"):
         warm = run_wrk(url, probe.walk, loads.spec, loads.warmup_s)
     walk = KeyWalk(probe.walk.file, probe.walk.size, next_offset(probe.walk, warm, loads.spec))
     is_gatekey = probe.name in (GATEKEY, MALFORMED)
-    before = observe.read(server.base_url) if is_gatekey else None
+    before = observe.read(server.url) if is_gatekey else None
     groups = {cpu.APP: lambda: _workers(server), **loads.shared_groups}
     with (
         console.status(f"[bold]{label}[/]: measuring {loads.duration_s:g} s"),
         cpu.measured(groups) as used,
     ):
         result = run_wrk(url, walk, loads.spec, loads.duration_s)
-    after = observe.read(server.base_url) if is_gatekey else None
+    after = observe.read(server.url) if is_gatekey else None
     activity = None
     failures = contenders.failures(probe, result)
     if before is not None and after is not None:
@@ -81,13 +82,13 @@ def point(
 
 
 def profiled(
-    console: Console, loads: Loads, server: servers.RunningServer, walk: KeyWalk, out_dir: Path
+    console: Console, loads: Loads, server: ServerProcess, walk: KeyWalk, out_dir: Path
 ) -> None:
     """One more load, sampled by py-spy in every worker."""
     seconds = max(1, round(loads.duration_s))
-    pids = server.worker_pids()
+    pids = sorted(server.worker_pids())
     recordings = profile.start_recording(BIN / "py-spy", pids, seconds, out_dir)
     with console.status(f"[bold]gatekey[/]: py-spy on workers {pids} for {seconds} s"):
-        run_wrk(server.base_url + PATH, walk, loads.spec, seconds + 1)
+        run_wrk(server.url + PATH, walk, loads.spec, seconds + 1)
         paths = profile.finish_recording(recordings, timeout_s=30)
     profile.render(console, paths)

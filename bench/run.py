@@ -20,9 +20,9 @@ import redis
 from rich.console import Console
 from sqlalchemy import make_url
 
-from bench import accuracy, contenders, cpu, gatekey_setup, measure, report, scenarios, servers
+from bench import accuracy, contenders, cpu, gatekey_setup, measure, report, scenarios
 from bench.accuracy import Accuracy
-from bench.contenders import BIN, ROOT, SERVERS, BenchFailed, Launch, Probe
+from bench.contenders import ROOT, SERVERS, BenchFailed, Launch, Probe
 from bench.gatekey_setup import UNREACHED_LIMIT, BenchDatabase
 from bench.measure import Loads
 from bench.report import GATEKEY, Measurement
@@ -30,6 +30,7 @@ from bench.scenarios import Scenario
 from bench.targets import judge
 from bench.wrk import WRK_MISSING, KeyWalk, LoadSpec, wrk_path
 from service.config import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL
+from service.harness.processes import ServerProcess, answers, serving
 from service.keys.format import generate_key
 
 # Wide enough for the table when the output is piped (make, CI logs).
@@ -117,17 +118,17 @@ def _gatekey_keys(args: argparse.Namespace, scratch: Path, count: int) -> Plan:
         "RATE_LIMIT_BACKEND": "redis",
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
     }
-    cli_env, gatekey = {**os.environ, **env}, BIN / "gatekey"
+    cli_env = {**os.environ, **env}
     with console.status(
         f"[bold]gatekey[/]: migrating a fresh {database.name}, minting {count:,} keys"
     ):
         asyncio.run(database.drop())
-        keys = [gatekey_setup.prepare(gatekey, cli_env, scratch)]
+        keys = [gatekey_setup.prepare(cli_env, scratch)]
         started = time.monotonic()
         if count > 1:
-            keys += gatekey_setup.mint(gatekey, cli_env, scratch, count - 1, UNREACHED_LIMIT)
+            keys += gatekey_setup.mint(cli_env, scratch, count - 1, UNREACHED_LIMIT)
         mint_s = time.monotonic() - started
-        exact = gatekey_setup.mint(gatekey, cli_env, scratch, 1, accuracy.RATE_LIMIT)
+        exact = gatekey_setup.mint(cli_env, scratch, 1, accuracy.RATE_LIMIT)
     console.print(f"minted {count - 1:,} keys in {mint_s:.1f} s (`gatekey keys create --count`)")
     return Plan(
         scenarios.build(keys, args.keys, args.cold, scratch),
@@ -160,11 +161,11 @@ class Run:
     plan: Plan
 
 
-def _gatekey_extras(run: Run, server: servers.RunningServer) -> Accuracy | None:
+def _gatekey_extras(run: Run, server: ServerProcess) -> Accuracy | None:
     """The accuracy contender, then py-spy under the largest rotation when asked."""
     exact = None
     if run.plan.accuracy is not None:
-        exact = accuracy.measure(server.base_url, run.plan.accuracy, run.loads.spec)
+        exact = accuracy.measure(server.url, run.plan.accuracy, run.loads.spec)
         console.print(f"  accuracy: {exact.admitted:,} admitted, the limit is {exact.limit:,}")
     if run.args.profile is not None:
         chosen = max(run.plan.scenarios, key=lambda s: (s.kind == scenarios.ROTATE, s.size))
@@ -179,11 +180,15 @@ def _serve(run: Run, launch: Launch, *, is_last: bool) -> tuple[list[Measurement
     with ExitStack() as stack:
         with console.status(starting):
             server = stack.enter_context(
-                servers.serve(
-                    launch.command, port=launch.port, env=launch.env, cwd=run.scratch,
-                    log_path=run.scratch / f"{launch.name}.log", probe_path=launch.probe_path,
+                serving(
+                    launch.command,
+                    port=launch.port,
+                    env={**os.environ, **launch.env},
+                    cwd=run.scratch,
+                    log=run.scratch / f"{launch.name}.log",
+                    ready=answers(launch.probe_path),
                 )
-            )  # fmt: skip
+            )
         for scenario in run.plan.scenarios:
             for probe in contenders.probes(launch, scenario, run.plan.malformed):
                 found.append(measure.point(console, run.loads, server, scenario, probe))
@@ -271,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             plan = _plan(args, Path(scratch))
             results, exact = _rounds(Run(args, loads, Path(scratch), plan))
-        except (BenchFailed, servers.ServerFailed, RuntimeError) as exc:
+        except (BenchFailed, RuntimeError) as exc:  # a ProcessFailed is a RuntimeError
             console.print(f"[bold red]benchmark failed:[/] {exc}")
             return 1
         finally:

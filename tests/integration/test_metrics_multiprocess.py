@@ -11,21 +11,18 @@ import contextlib
 import logging
 import os
 import signal
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
+from service.harness.processes import ServerProcess, free_port, serving, wait_until_async
 from service.metrics import (
     RequestMetricsMiddleware,
     create_metrics,
@@ -39,7 +36,6 @@ from service.metrics.multiprocess import ARCHIVE_NAME, MULTIPROC_DIR_ENV
 REPO = Path(__file__).resolve().parents[2]
 REQUESTS = 500
 RSS = "gatekey_worker_resident_memory_bytes"
-DEADLINE_S = 30.0
 
 
 def create_test_app() -> FastAPI:
@@ -77,13 +73,6 @@ class Scrape:
     worker_pids: frozenset[int]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def parse(exposition: str) -> Scrape:
     samples = [s for f in text_string_to_metric_families(exposition) for s in f.samples]
     return Scrape(
@@ -92,18 +81,11 @@ def parse(exposition: str) -> Scrape:
     )
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the supervisor (it stops its workers); SIGKILL whatever is left after 15 s."""
-    family = [process.pid, *(child.pid for child in psutil.Process(process.pid).children(True))]
-    process.terminate()
+def two_workers_report(server: ServerProcess) -> bool:
     try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
-    for pid in family[1:]:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            psutil.Process(pid).kill()
+        return len(parse(httpx.get(f"{server.url}/metrics", timeout=2).text).worker_pids) == 2
+    except httpx.TransportError:
+        return False
 
 
 @pytest.fixture
@@ -115,24 +97,13 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
         *(sys.executable, "-m", "uvicorn", f"{__name__}:create_test_app", "--factory"),
         *("--workers", "2", "--host", "127.0.0.1", "--port", str(port), "--log-level", "info"),
     ]
-    log_path = tmp_path / "uvicorn.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "uvicorn.log"
     try:
-        deadline = time.monotonic() + DEADLINE_S
-        while time.monotonic() < deadline and process.poll() is None:
-            with contextlib.suppress(httpx.TransportError):
-                if len(parse(httpx.get(f"{url}/metrics", timeout=2).text).worker_pids) == 2:
-                    break
-            time.sleep(0.2)
-        else:
-            pytest.fail(f"two workers did not come up: {log_path.read_text()}")
-        yield Server(url, metrics_dir)
+        with serving(command, port=port, log=log, cwd=REPO, ready=two_workers_report) as running:
+            yield Server(running.url, metrics_dir)
     finally:
-        stop(process)
         # Shown by pytest only when the test fails: worker starts, deaths and replacements.
-        logging.getLogger(__name__).warning("uvicorn log:\n%s", log_path.read_text())
+        logging.getLogger(__name__).warning("uvicorn log:\n%s", log.read_text())
 
 
 async def scrape(client: httpx.AsyncClient) -> Scrape:
@@ -149,12 +120,15 @@ async def send_requests(client: httpx.AsyncClient, count: int) -> set[int]:
 
 
 async def replacement_up(client: httpx.AsyncClient, dead_pid: int) -> Scrape:
-    deadline = time.monotonic() + DEADLINE_S
-    current = await scrape(client)
-    while len(current.worker_pids - {dead_pid}) < 2 and time.monotonic() < deadline:
-        await asyncio.sleep(0.2)
-        current = await scrape(client)
-    return current
+    """The first scrape with two workers besides the dead one."""
+    scrapes = [await scrape(client)]
+
+    async def replaced() -> bool:
+        scrapes.append(await scrape(client))
+        return len(scrapes[-1].worker_pids - {dead_pid}) >= 2
+
+    await wait_until_async(replaced, what="a replacement worker")
+    return scrapes[-1]
 
 
 def client_for(server: Server) -> httpx.AsyncClient:

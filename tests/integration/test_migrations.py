@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from service.config import Settings
 from service.db import migrations
-from service.selftest.target import free_port
+from service.harness.processes import free_port
 from tests.factories import CliResult, assert_problem, run_cli, running_app, unknown_key
 
 

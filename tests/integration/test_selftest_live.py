@@ -14,8 +14,8 @@ import psutil
 import pytest
 
 from service.config import Settings
+from service.harness.gatekey import CliResult, cli_env, gatekey_executable, run_cli
 from service.selftest.dbprobe import with_database
-from service.selftest.gatekey_cli import GatekeyCli
 from tests.integration.selftest_support import gatekey_serving, stack_settings_for
 
 EXIT_GO, EXIT_NO_GO, EXIT_COULD_NOT_RUN = 0, 1, 2
@@ -28,18 +28,8 @@ def stack_settings(settings: Settings) -> Settings:
     return stack_settings_for(settings)
 
 
-def gatekey(
-    settings: Settings, *args: str, timeout: float = 170, **env: str
-) -> subprocess.CompletedProcess[str]:
-    cli = GatekeyCli(settings)
-    return subprocess.run(
-        [*cli.executable, *args],
-        env=cli.env(COLUMNS="160", **env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+def gatekey(settings: Settings, *args: str, timeout: float = 170, **env: str) -> CliResult:
+    return run_cli(*args, env=cli_env(settings, COLUMNS="160", **env), timeout_s=timeout)
 
 
 async def test_a_live_multi_worker_server_is_go(stack_settings: Settings, tmp_path: Path) -> None:
@@ -143,9 +133,8 @@ def is_load_generator(process: psutil.Process) -> bool:
 
 
 def test_sigterm_stops_the_selftest_and_everything_it_started(stack_settings: Settings) -> None:
-    cli = GatekeyCli(stack_settings)
-    command = [*cli.executable, "selftest", "--quick", "--only", "load-steps"]
-    process = subprocess.Popen(command, env=cli.env(), stdout=subprocess.DEVNULL)
+    command = [gatekey_executable(), "selftest", "--quick", "--only", "load-steps"]
+    process = subprocess.Popen(command, env=cli_env(stack_settings), stdout=subprocess.DEVNULL)
     started: list[psutil.Process] = []
     try:
         # Once its server and the load generator run, the selftest has most to clean up.

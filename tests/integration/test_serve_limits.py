@@ -13,20 +13,19 @@ import pytest
 
 from service.config import RateLimitBackend, Settings
 from service.db import Database
+from service.harness.gatekey import cli_env, run_cli_async
 from service.workers.sizing import read_connection_budget
-from tests.factories import GATEKEY, assert_problem, create_key
+from tests.factories import assert_problem, create_key
 from tests.integration.servers import (
     Clients,
     ServeProcess,
     assert_exact_burst,
-    cli_env,
     fire,
     fire_until,
     key_header,
     serve_settings,
     serving,
     start_serve,
-    stop_serve,
 )
 
 WHOAMI = "/v1/whoami"
@@ -127,18 +126,8 @@ async def test_remaining_drops_by_one_per_call_with_both_header_styles(
 
 async def revoke_with_cli(settings: Settings, key_id: str) -> None:
     """`gatekey keys revoke` as an admin runs it, in a process of its own (bounded)."""
-    process = await asyncio.create_subprocess_exec(
-        str(GATEKEY),
-        "keys",
-        "revoke",
-        key_id,
-        env=cli_env(settings),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(60):
-        out, err = await process.communicate()
-    assert process.returncode == 0, (out + err).decode()
+    result = await run_cli_async("keys", "revoke", key_id, env=cli_env(settings))
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.slow
@@ -183,9 +172,9 @@ def refusal(settings: Settings, workdir: Path) -> list[str]:
     """Run `gatekey serve --workers 2` that must refuse to start; its output lines."""
     server = start_serve(settings, workdir, workers=2)
     try:
-        code = server.process.wait(timeout=30)
+        code = server.process.wait(timeout=60)
     finally:
-        stop_serve(server)  # only if it did start after all
+        server.stop()  # only if it did start after all
     assert code != 0
     return [line for line in server.log.read_text().splitlines() if line.strip()]
 

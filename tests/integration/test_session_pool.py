@@ -32,6 +32,10 @@ ADMIN_CALLS = 20  # every 10th request; the others present unknown keys, each a 
 # Requests 1, 5, 9, ... are abandoned by their client after 2 to 194 ms: 200 requests take
 # about 0.5 s in-process, so the cancellations land before, during and after database work.
 CANCEL_EVERY = 4
+POOL_TIMEOUTS = "gatekey_db_pool_timeouts_total"
+# A checkout that waited for the held connection would wait until the test gave it back: never.
+# One that gives up after DATABASE_POOL_TIMEOUT (0.2 s) ends far below this on any host.
+HANG_S = 10.0
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -134,13 +138,18 @@ async def test_exhausted_pool_answers_503_quickly(settings: Settings, database: 
             await held.execute(text("SELECT 1"))
             assert app_database.engine.pool.checkedout() == 1  # type: ignore[attr-defined]
 
+            registry = state_of(app).metrics.scrape_registry
+            timeouts_before = registry.get_sample_value(POOL_TIMEOUTS)
             started = time.monotonic()
-            response = await client.get("/v1/whoami", headers={"X-API-Key": unknown_key(tight)})
+            async with asyncio.timeout(HANG_S):
+                response = await client.get("/v1/whoami", headers={"X-API-Key": unknown_key(tight)})
             elapsed = time.monotonic() - started
             body = assert_problem(response, 503, "DATABASE_UNAVAILABLE")
             assert response.headers["retry-after"] == "1"
             assert "Traceback" not in body["detail"]
-            assert 0.2 <= elapsed < 1.0
+            # It waited its pool timeout (not failing at once), then gave up: one pool timeout.
+            assert elapsed >= tight.database_pool_timeout
+            assert registry.get_sample_value(POOL_TIMEOUTS) == (timeouts_before or 0) + 1
 
             ready = await client.get("/readyz")
             assert ready.status_code == 503

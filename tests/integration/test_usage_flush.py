@@ -13,6 +13,7 @@ from sqlalchemy import delete, func, select
 
 from service.config import Settings
 from service.db import Database
+from service.harness.processes import wait_until_async
 from service.keys.models import ApiKey
 from service.ratelimit.limiter import RateLimiter, create_limiter
 from service.ratelimit.policy import RateLimitPolicy
@@ -135,9 +136,10 @@ async def test_a_crash_after_the_commit_never_double_counts(
 ) -> None:
     key_id = key_ids[0]
     assert await hits(limiter, key_id, 40, GENEROUS) == 40
-    # A worker claims and commits, then is SIGKILLed: lock and processing set stay behind.
+    # A worker claims and commits, then is SIGKILLed: lock and processing set stay behind. The
+    # lock is set to outlive any slowness of the host; its expiry is then brought forward.
     crashed = flusher_for(client, database, keyspace)
-    assert await client.set(keyspace.flush_lock, "dead-worker", px=300)
+    assert await client.set(keyspace.flush_lock, "dead-worker", px=600_000)
     claimed = await crashed.claim("dead-worker")
     assert claimed == [key_id]
     _, counts = await crashed.read_counts(claimed)
@@ -147,7 +149,12 @@ async def test_a_crash_after_the_commit_never_double_counts(
     assert await hits(limiter, key_id, 25, GENEROUS) == 25  # marked dirty again meanwhile
     survivor = flusher_for(client, database, keyspace)
     assert await survivor.flush() is None  # the dead worker's lock has not expired yet
-    await asyncio.sleep(0.35)
+    assert await client.pexpire(keyspace.flush_lock, 1)  # ...and now it expires
+
+    async def lock_expired() -> bool:
+        return not await client.exists(keyspace.flush_lock)
+
+    await wait_until_async(lock_expired, what="the dead worker's lock to expire")
     assert await survivor.flush() == 1
     assert await stored(database, key_id) == 65
     assert await survivor.flush() == 0

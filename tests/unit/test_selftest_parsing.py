@@ -10,7 +10,7 @@ import pytest
 from pydantic import SecretStr
 
 from service.config import RateLimitBackend, Settings
-from service.selftest.gatekey_cli import settings_env
+from service.harness.gatekey import settings_env
 from service.selftest.load import locust_command, parse_locust_json, percentile
 from service.selftest.model import SelftestAborted
 from service.selftest.prom import parse_scrape

@@ -15,7 +15,7 @@ from service.config import RateLimitBackend, Settings
 from service.db import Database
 from service.harness.gatekey import cli_env, run_cli_async
 from service.workers.sizing import read_connection_budget
-from tests.factories import assert_problem, create_key
+from tests.factories import assert_problem, create_key, revoke_key
 from tests.integration.servers import (
     Clients,
     ServeProcess,
@@ -131,9 +131,12 @@ async def revoke_with_cli(settings: Settings, key_id: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("is_announced", [True, False], ids=["cli", "unannounced"])
 async def test_a_revoke_under_load_is_answered_revoked_by_every_worker_within_a_second(
-    server: ServeProcess, database: Database
+    server: ServeProcess, database: Database, *, is_announced: bool
 ) -> None:
+    """Announced by the CLI, or not at all (as if pub/sub and the directory write were both
+    lost): each worker's key-change feed still makes the revoke win within a second."""
     issued = await create_key(database, server.settings, name="revoked", rate_limit="10000/second")
     before = server.counts_by_pid(VERIFICATIONS, result="REVOKED")
     # A new connection per request: a worker can accept every kept-alive connection of a burst
@@ -150,7 +153,10 @@ async def test_a_revoke_under_load_is_answered_revoked_by_every_worker_within_a_
         )
         await asyncio.sleep(0.5)
         revoke_started = time.monotonic()
-        await revoke_with_cli(server.settings, str(issued.record.id))
+        if is_announced:
+            await revoke_with_cli(server.settings, str(issued.record.id))
+        else:
+            await revoke_key(database, issued.record.id)
         revoked = time.monotonic()
         await asyncio.sleep(1.5)
         stop.set()

@@ -10,7 +10,10 @@ from bench.contenders import PATH
 from bench.wrk import KeyWalk, LoadSpec, WrkResult, run_wrk
 
 LIMIT = 1000
-RATE_LIMIT = f"{LIMIT}/hour"  # a GCRA burst of 1,000 at once, then one per 3.6 s
+# A GCRA burst of 1,000 at once, then one per 86.4 s: no new unit can come due while the load
+# runs (with `/hour`, one per 3.6 s, a load stretched past 3.6 s on a busy host admits 1,001,
+# which is right, not a miscount).
+RATE_LIMIT = f"{LIMIT}/day"
 # Long enough to exceed the limit many times over on any machine the bench runs on.
 LOAD_S = 3.0
 

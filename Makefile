@@ -36,7 +36,7 @@ lint: venv ## ruff check and ruff format --check
 	$(BIN)/ruff check $(SOURCES)
 	$(BIN)/ruff format --check $(SOURCES)
 
-typecheck: venv ## mypy --strict on service/ and cli/ (config in pyproject.toml)
+typecheck: venv ## mypy --strict on service, cli, tests, bench and scripts (config in pyproject.toml)
 	$(BIN)/mypy
 
 contracts: venv ## import-linter: the import layering the README states (contracts in pyproject.toml)

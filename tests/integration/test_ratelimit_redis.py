@@ -264,7 +264,7 @@ async def test_deny_policy_refuses_fast_when_nothing_listens(keyspace: RedisKeys
 
 
 async def usage_of(redis: aioredis.Redis, keyspace: RedisKeyspace, key_id: str) -> dict[int, int]:
-    counts = await redis.hgetall(keyspace.usage(key_id))  # type: ignore[misc]  # redis-py stub
+    counts = await redis.hgetall(keyspace.usage(key_id))
     return {int(minute): int(count) for minute, count in counts.items()}
 
 
@@ -296,7 +296,7 @@ async def test_admissions_without_redis_reach_it_once_when_it_answers_again(
             )
             await asyncio.sleep(0.2)
             assert sum((await usage_of(client, keyspace, key_id)).values()) == 21
-            assert key_id.encode() in await client.smembers(keyspace.dirty)  # type: ignore[misc]
+            assert key_id.encode() in await client.smembers(keyspace.dirty)
         finally:
             await client.aclose()
 
@@ -315,7 +315,7 @@ async def test_a_deferred_batch_whose_reply_is_lost_is_applied_once(
         now[0] = 185.0
         deferred.add("a")
         deferred.add("b")
-        await redis.execute_command("CLIENT", "PAUSE", "300", "WRITE")
+        await redis.client_pause(300, all=False)  # WRITE: the script waits, then runs
         with pytest.raises(RedisError):  # Redis holds the batch and runs it once the pause ends
             await deferred.hand_over()
         assert deferred.held() == 5
@@ -326,4 +326,4 @@ async def test_a_deferred_batch_whose_reply_is_lost_is_applied_once(
     assert deferred.is_empty
     assert await usage_of(redis, keyspace, "a") == {120: 3, 180: 1}
     assert await usage_of(redis, keyspace, "b") == {180: 1}
-    assert {b"a", b"b"} <= await redis.smembers(keyspace.dirty)  # type: ignore[misc]
+    assert {b"a", b"b"} <= await redis.smembers(keyspace.dirty)

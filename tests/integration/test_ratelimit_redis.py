@@ -27,6 +27,7 @@ from service.ratelimit.limiter import RateLimiter, create_limiter
 from service.ratelimit.policy import RateLimitPolicy
 from service.redis.client import create_redis
 from service.redis.keyspace import RedisKeyspace
+from tests.factories import flush_scripts_until
 from tests.integration.servers import redis_server
 
 HUNDRED_PER_HOUR = RateLimitPolicy(100, 3600)
@@ -139,18 +140,10 @@ async def test_script_flush_during_a_burst_is_invisible(
         await second.hit(str(uuid.uuid4()), HUNDRED_PER_HOUR)
         await redis.script_flush()
         stop = asyncio.Event()
-
-        async def keep_flushing() -> int:
-            flushes = 0
-            while not stop.is_set():
-                await redis.script_flush()
-                flushes += 1
-                await asyncio.sleep(0)
-            return flushes
-
-        flusher = asyncio.create_task(keep_flushing())
+        # At every turn of the loop, so flushes land between and during pipelines.
+        flusher = asyncio.create_task(flush_scripts_until(redis, stop, pause_s=0))
         decisions = []
-        for _ in range(10):  # ten waves, so flushes land between and during pipelines
+        for _ in range(10):  # ten waves
             decisions += await burst([first, second], key_id, 100, HUNDRED_PER_HOUR)
         stop.set()
         assert await flusher > 0

@@ -12,7 +12,7 @@ WITH_SERVICES := $(BIN)/python scripts/devservices.py run --
 .DEFAULT_GOAL := help
 # The targets share .venv and the services; `make test` stops at the first failure, in order.
 .NOTPARALLEL:
-.PHONY: help venv run test lint typecheck unit integration bench selftest clean
+.PHONY: help venv run test lint typecheck contracts unit integration bench selftest clean
 
 help: ## List the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -30,14 +30,17 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 run: venv ## Migrate, print a demo key and curl line, serve on HOST:PORT (127.0.0.1:8000)
 	$(WITH_SERVICES) $(BIN)/python scripts/dev_run.py
 
-test: lint typecheck unit integration ## Everything CI runs: lint, typecheck, unit, integration
+test: lint typecheck contracts unit integration ## Everything CI runs: lint, typecheck, contracts, unit, integration
 
 lint: venv ## ruff check and ruff format --check
 	$(BIN)/ruff check $(SOURCES)
 	$(BIN)/ruff format --check $(SOURCES)
 
-typecheck: venv ## mypy --strict on service/ and cli/ (config in pyproject.toml)
+typecheck: venv ## mypy --strict on service, cli, tests, bench and scripts (config in pyproject.toml)
 	$(BIN)/mypy
+
+contracts: venv ## import-linter: the import layering the README states (contracts in pyproject.toml)
+	$(BIN)/lint-imports --no-cache --no-logo
 
 unit: venv ## Unit tests: no network, seconds
 	$(BIN)/pytest tests/unit -q

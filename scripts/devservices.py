@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import parse_qs, urlsplit
 
+from service.config import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL
 from service.harness.processes import (
     ProcessFailed,
     ServerProcess,
@@ -230,18 +231,18 @@ class Service:
     start_embedded: Callable[[list[Started]], str]
 
 
-# Defaults as in service/config.py; only a default falls back to an embedded server.
+# Only a default falls back to an embedded server.
 SERVICES = {
     "DATABASE_URL": Service(
         label="postgresql",
-        default_url="postgresql+asyncpg://postgres@127.0.0.1:5432/gatekey",
+        default_url=DEFAULT_DATABASE_URL,
         default_port=5432,
         answers=postgres_answers,
         start_embedded=start_postgres,
     ),
     "REDIS_URL": Service(
         label="redis",
-        default_url="redis://127.0.0.1:6379/0",
+        default_url=DEFAULT_REDIS_URL,
         default_port=6379,
         answers=redis_answers,
         start_embedded=start_redis,

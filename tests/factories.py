@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -20,8 +21,7 @@ from service.app import create_app
 from service.config import Settings
 from service.db import Database
 from service.harness.gatekey import CliResult as CliResult  # the tests' CLI runs return it
-from service.harness.gatekey import cli_env
-from service.harness.gatekey import run_cli as harness_run_cli
+from service.harness.gatekey import cli_env, run_cli_async
 from service.keys import service
 from service.keys.format import CHECKSUM_LENGTH, KeyFormat, checksum, generate_key
 from service.keys.service import IssuedKey
@@ -103,6 +103,10 @@ async def rotate_key(
         )
 
 
+def key_header(key: str) -> dict[str, str]:
+    return {"X-API-Key": key}
+
+
 def unknown_key(settings: Settings) -> str:
     """Well formed (it passes the checksum) but never stored."""
     return generate_key(settings.key_prefix)
@@ -143,6 +147,16 @@ async def forget_redis_state(database: Database, redis_url: str) -> None:
             await client.srem(keyspace.processing, *key_ids)
     finally:
         await client.aclose()
+
+
+async def flush_scripts_until(redis: Redis, stop: asyncio.Event, *, pause_s: float) -> int:
+    """SCRIPT FLUSH, then `pause_s`, over and over until `stop` is set; how many flushes."""
+    flushes = 0
+    while not stop.is_set():
+        await redis.script_flush()
+        flushes += 1
+        await asyncio.sleep(pause_s)
+    return flushes
 
 
 @asynccontextmanager
@@ -215,8 +229,8 @@ async def columns_containing(connection: AsyncConnection, needle: str) -> list[s
     return found
 
 
-def run_cli(settings: Settings, *args: str, env: dict[str, str] | None = None) -> CliResult:
-    """Run the installed `gatekey` with `settings` (blocking; bounded), from tests/ so that no
-    `.env` of the repository's is read."""
+async def run_cli(settings: Settings, *args: str, env: dict[str, str] | None = None) -> CliResult:
+    """Run the installed `gatekey` with `settings` (bounded), from tests/ so that no `.env` of
+    the repository's is read."""
     environment = cli_env(settings, COLUMNS="200", **(env or {}))
-    return harness_run_cli(*args, env=environment, cwd=TESTS_DIR)
+    return await run_cli_async(*args, env=environment, cwd=TESTS_DIR)

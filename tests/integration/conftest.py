@@ -11,14 +11,18 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
+import httpx
 import pytest
 import redis.asyncio as aioredis
+from fastapi import FastAPI
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from service.config import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, Settings
 from service.db import Database, migrations
 from service.redis.keyspace import RedisKeyspace
+from tests.factories import forget_redis_state, running_app
+from tests.integration.servers import ServeProcess, serve_settings, serving
 
 
 def _base_urls() -> tuple[str, str]:
@@ -108,3 +112,31 @@ async def keyspace(redis: aioredis.Redis) -> AsyncIterator[RedisKeyspace]:
     keys = [key async for key in redis.scan_iter(f"{space.namespace}:*", count=1000)]
     if keys:
         await redis.delete(*keys)
+
+
+@pytest.fixture(scope="module")
+async def api(
+    settings: Settings, database: Database
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """The app in-process (lifespan run) and a client of it, shared by the tests of one module;
+    the Redis state its keys left is removed afterwards."""
+    async with running_app(settings) as app_and_client:
+        yield app_and_client
+    await forget_redis_state(database, settings.redis_url)
+
+
+@pytest.fixture(scope="module")
+def serve_overrides() -> dict[str, object]:
+    """Settings the module's `server` runs with on top of `serve_settings`: none, unless a module
+    overrides this fixture."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def server(
+    settings: Settings, serve_overrides: dict[str, object], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServeProcess]:
+    """`gatekey serve --workers 2`, shared by the tests of one module."""
+    workdir = tmp_path_factory.mktemp("serve")
+    with serving(serve_settings(settings, **serve_overrides), workdir, workers=2) as running:
+        yield running

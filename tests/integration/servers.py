@@ -280,10 +280,6 @@ async def scrape(client: httpx.AsyncClient) -> Scrape:
     return parse_scrape(response.text)
 
 
-def key_header(key: str) -> dict[str, str]:
-    return {"X-API-Key": key}
-
-
 def assert_exact_burst(outcomes: list[Outcome], limit: int, window_s: int) -> None:
     """Exactly `limit` admitted, each seeing a different remaining count; every other request a
     complete 429 problem with `Retry-After` (at most one emission interval away)."""

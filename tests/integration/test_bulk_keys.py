@@ -16,7 +16,7 @@ from service.errors import InvalidInput
 from service.keys import service
 from service.keys.format import KeyFormat
 from service.keys.models import ApiKey
-from tests.factories import count_statements, run_cli, running_app, unique_owner
+from tests.factories import count_statements, key_header, run_cli, running_app, unique_owner
 
 
 @pytest.fixture
@@ -84,7 +84,7 @@ async def test_cli_prints_one_json_line_per_key_and_each_key_answers(
 ) -> None:
     owner = unique_owner("bulk-cli")
     args = ("--name", "bulk", "--owner", owner, "--rate-limit", "5/minute", "--json")
-    result = run_cli(settings, "keys", "create", "--count", "3", *args)
+    result = await run_cli(settings, "keys", "create", "--count", "3", *args)
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [set(line) for line in lines] == [{"id", "key"}] * 3
@@ -94,7 +94,7 @@ async def test_cli_prints_one_json_line_per_key_and_each_key_answers(
     assert {row.rate_limit for row in stored.values()} == {"5/minute"}
     async with running_app(settings) as (_, client):
         for line in lines:
-            response = await client.get("/v1/whoami", headers={"X-API-Key": line["key"]})
+            response = await client.get("/v1/whoami", headers=key_header(line["key"]))
             assert response.status_code == 200, response.text
             assert response.json()["id"] == line["id"]
 
@@ -103,7 +103,9 @@ async def test_cli_count_without_json_is_a_usage_error_and_creates_nothing(
     settings: Settings, database: Database
 ) -> None:
     owner = unique_owner("bulk-cli")
-    result = run_cli(settings, "keys", "create", "--count", "2", "--name", "x", "--owner", owner)
+    result = await run_cli(
+        settings, "keys", "create", "--count", "2", "--name", "x", "--owner", owner
+    )
     assert result.returncode == 2
     assert result.stderr_lines == ["error: --count prints the keys as JSON lines: add --json"]
     async with database.get_session() as session:

@@ -69,14 +69,14 @@ async def bad_input_results(database: Database, settings: Settings) -> dict[str,
     missing = make_url(settings.database_url).set(database=f"gatekey_missing_{uuid.uuid4().hex}")
     missing_url = missing.render_as_string(hide_password=False)
 
-    def run(case: BadInput) -> CliResult:
-        return run_cli(
+    async def run(case: BadInput) -> CliResult:
+        return await run_cli(
             settings,
             *(existing if a == EXISTING else a for a in case.args),
             env={k: v.replace(MISSING_DATABASE, missing_url) for k, v in case.env.items()},
         )
 
-    results = await asyncio.gather(*(asyncio.to_thread(run, case) for case in BAD_INPUT.values()))
+    results = await asyncio.gather(*(run(case) for case in BAD_INPUT.values()))
     return dict(zip(BAD_INPUT, results, strict=True))
 
 
@@ -103,9 +103,9 @@ async def test_list_hides_revoked_keys_unless_all(database: Database, settings: 
     await revoke_key(database, revoked.record.id)
 
     listed, listed_all, table = await asyncio.gather(
-        asyncio.to_thread(run_cli, settings, "keys", "list", "--owner", owner, "--json"),
-        asyncio.to_thread(run_cli, settings, "keys", "list", "--owner", owner, "--all", "--json"),
-        asyncio.to_thread(run_cli, settings, "keys", "list", "--owner", owner),
+        run_cli(settings, "keys", "list", "--owner", owner, "--json"),
+        run_cli(settings, "keys", "list", "--owner", owner, "--all", "--json"),
+        run_cli(settings, "keys", "list", "--owner", owner),
     )
     for result in (listed, listed_all, table):
         assert (result.returncode, result.stderr) == (0, "")
@@ -122,8 +122,7 @@ async def test_list_hides_revoked_keys_unless_all(database: Database, settings: 
 async def test_create_rotate_show_as_json(settings: Settings) -> None:
     owner = unique_owner("cli-json")
     with call_window() as creating:
-        created = await asyncio.to_thread(
-            run_cli,
+        created = await run_cli(
             settings,
             "keys",
             "create",
@@ -140,14 +139,12 @@ async def test_create_rotate_show_as_json(settings: Settings) -> None:
     creating.assert_stamped(issued["expires_at"], plus=timedelta(days=30))
 
     with call_window() as rotating:
-        rotated = await asyncio.to_thread(
-            run_cli, settings, "keys", "rotate", issued["id"], "--grace", "1h", "--json"
-        )
+        rotated = await run_cli(settings, "keys", "rotate", issued["id"], "--grace", "1h", "--json")
     assert rotated.returncode == 0, rotated.stderr
     successor = json.loads(rotated.stdout)
     assert successor["key"] != issued["key"]
     assert (successor["name"], successor["owner"]) == ("round trip", owner)
-    shown = await asyncio.to_thread(run_cli, settings, "keys", "show", issued["id"], "--json")
+    shown = await run_cli(settings, "keys", "show", issued["id"], "--json")
     old = json.loads(shown.stdout)
     assert {k: v for k, v in old.items() if k not in {"revoked_at", "replaced_by_id"}} == {
         k: v for k, v in issued.items() if k not in {"key", "revoked_at", "replaced_by_id"}

@@ -10,11 +10,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import httpx
-import pytest
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
@@ -26,7 +25,7 @@ from service.keys.record import KeyRecord
 from service.redis.keyspace import RedisKeyspace
 from tests.factories import (
     create_key,
-    forget_redis_state,
+    key_header,
     revoke_key,
     running_app,
     state_of,
@@ -35,19 +34,6 @@ from tests.factories import (
 # Generous: a feed read takes milliseconds; this only stops a broken test from hanging.
 DEADLINE_S = 30.0
 T = TypeVar("T")
-
-
-@pytest.fixture(scope="module")
-async def api(
-    settings: Settings, database: Database
-) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    async with running_app(settings) as app_and_client:
-        yield app_and_client
-    await forget_redis_state(database, settings.redis_url)
-
-
-def _key(key: str) -> dict[str, str]:
-    return {"X-API-Key": key}
 
 
 def _directory_name(settings: Settings, plaintext: str) -> str:
@@ -79,7 +65,10 @@ async def _next_feed_read(app: FastAPI) -> None:
 
 async def _stored_entry(redis: Redis, name: str, key_hash: str) -> KeyEntry | None:
     raw = await redis.get(name)
-    return decode(key_hash, raw) if raw is not None else None
+    if raw is None:
+        return None
+    assert isinstance(raw, bytes)  # the tests' clients do not decode responses
+    return decode(key_hash, raw)
 
 
 async def test_an_unannounced_revoke_is_refused_after_the_next_feed_read(
@@ -87,11 +76,11 @@ async def test_an_unannounced_revoke_is_refused_after_the_next_feed_read(
 ) -> None:
     app, client = api
     issued = await create_key(database, settings)
-    assert (await client.get("/v1/whoami", headers=_key(issued.plaintext))).status_code == 200
+    assert (await client.get("/v1/whoami", headers=key_header(issued.plaintext))).status_code == 200
     # No announcement and no directory write: as if pub/sub and Redis writes were both lost.
     await revoke_key(database, issued.record.id)
     await _next_feed_read(app)
-    response = await client.get("/v1/whoami", headers=_key(issued.plaintext))
+    response = await client.get("/v1/whoami", headers=key_header(issued.plaintext))
     assert (response.status_code, response.json()["code"]) == (401, "REVOKED")
 
 
@@ -101,12 +90,12 @@ async def test_a_cached_key_is_reused_past_the_short_ttl_while_the_feed_is_fresh
     app, client = api
     issued = await create_key(database, settings)
     hits = state_of(app).metrics.key_cache_requests.labels("hit")
-    assert (await client.get("/v1/whoami", headers=_key(issued.plaintext))).status_code == 200
+    assert (await client.get("/v1/whoami", headers=key_header(issued.plaintext))).status_code == 200
     # Past KEY_CACHE_TTL (0.5 s): the short lifetime alone would have dropped the entry.
     await asyncio.sleep(settings.key_cache_ttl * 2)
     await _next_feed_read(app)
     before = hits._value.get()
-    assert (await client.get("/v1/whoami", headers=_key(issued.plaintext))).status_code == 200
+    assert (await client.get("/v1/whoami", headers=key_header(issued.plaintext))).status_code == 200
     assert hits._value.get() == before + 1
 
 
@@ -118,7 +107,7 @@ async def test_a_deleted_directory_entry_is_filled_again_from_postgresql(
     name = _directory_name(settings, issued.plaintext)
     key_hash = KeyFormat.from_settings(settings).hash(issued.plaintext)
     await redis.delete(name)
-    assert (await client.get("/v1/whoami", headers=_key(issued.plaintext))).status_code == 200
+    assert (await client.get("/v1/whoami", headers=key_header(issued.plaintext))).status_code == 200
     entry = await _polled_until(lambda: _stored_entry(redis, name, key_hash), bool)
     assert entry is not None
     assert entry.version == 1
@@ -138,7 +127,7 @@ async def test_a_stale_directory_entry_never_admits_a_revoked_key(
     # The directory still says "valid, version 1" (a revoke whose Redis write failed, say).
     await redis.set(name, b"1|" + _record_json(issued.record))
     state_of(app).verifier.invalidate()
-    response = await client.get("/v1/whoami", headers=_key(issued.plaintext))
+    response = await client.get("/v1/whoami", headers=key_header(issued.plaintext))
     assert (response.status_code, response.json()["code"]) == (401, "REVOKED")
     # Healed: the refused entry was replaced by PostgreSQL's newer version.
     entry = await _polled_until(lambda: _stored_entry(redis, name, key_hash), lambda e: e != stale)
@@ -155,7 +144,7 @@ async def test_a_new_worker_refuses_a_stale_entry_from_before_it_started(
     await revoke_key(database, issued.record.id)  # the directory is not told
     async with running_app(settings) as (app, client):
         for _ in range(2):  # before and after the worker's first feed read
-            response = await client.get("/v1/whoami", headers=_key(issued.plaintext))
+            response = await client.get("/v1/whoami", headers=key_header(issued.plaintext))
             assert (response.status_code, response.json()["code"]) == (401, "REVOKED")
             await _next_feed_read(app)
 
@@ -172,8 +161,8 @@ async def test_a_flushed_directory_heals_and_keeps_every_answer(
     for _ in range(2):  # once from PostgreSQL, once from the refilled directory
         state_of(app).verifier.invalidate()
         await redis.delete(*names)
-        ok = await client.get("/v1/whoami", headers=_key(valid.plaintext))
-        refused = await client.get("/v1/whoami", headers=_key(revoked.plaintext))
+        ok = await client.get("/v1/whoami", headers=key_header(valid.plaintext))
+        refused = await client.get("/v1/whoami", headers=key_header(revoked.plaintext))
         assert (ok.status_code, refused.status_code) == (200, 401)
         assert refused.json()["code"] == "REVOKED"
 
@@ -185,10 +174,10 @@ async def test_a_key_created_on_one_worker_is_admitted_at_once_by_another(
     admin = await create_key(database, settings, scopes=["admin"])
     async with running_app(settings) as (_, other):
         created = await client.post(
-            "/v1/admin/keys", json={"name": "fresh"}, headers=_key(admin.plaintext)
+            "/v1/admin/keys", json={"name": "fresh"}, headers=key_header(admin.plaintext)
         )
         assert created.status_code == 201
-        response = await other.get("/v1/whoami", headers=_key(created.json()["key"]))
+        response = await other.get("/v1/whoami", headers=key_header(created.json()["key"]))
     assert (response.status_code, response.json()["id"]) == (200, created.json()["id"])
 
 

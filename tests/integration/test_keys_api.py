@@ -25,27 +25,17 @@ from tests.factories import (
     columns_containing,
     count_statements,
     create_key,
-    forget_redis_state,
+    key_header,
     malformed_keys,
     revoke_key,
     rotate_key,
     run_cli,
-    running_app,
     state_of,
     unique_owner,
     unknown_key,
 )
 
 KEY_ENDPOINTS = ["/v1/whoami", "/v1/auth"]
-
-
-@pytest.fixture(scope="module")
-async def api(
-    settings: Settings, database: Database
-) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    async with running_app(settings) as app_and_client:
-        yield app_and_client
-    await forget_redis_state(database, settings.redis_url)
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +52,6 @@ def app(api: tuple[FastAPI, httpx.AsyncClient]) -> FastAPI:
 async def admin_key(database: Database, settings: Settings) -> str:
     issued = await create_key(database, settings, name="admin", scopes=["admin"])
     return issued.plaintext
-
-
-def _key(key: str) -> dict[str, str]:
-    return {"X-API-Key": key}
 
 
 def _bearer(key: str) -> dict[str, str]:
@@ -97,8 +83,7 @@ async def test_cli_created_key_validates_on_the_async_endpoints(
     client: httpx.AsyncClient, settings: Settings
 ) -> None:
     owner = unique_owner("cli")
-    created = await asyncio.to_thread(
-        run_cli,
+    created = await run_cli(
         settings,
         "keys",
         "create",
@@ -121,7 +106,7 @@ async def test_cli_created_key_validates_on_the_async_endpoints(
         "50/minute",
     )
 
-    whoami = await client.get("/v1/whoami", headers=_key(issued["key"]))
+    whoami = await client.get("/v1/whoami", headers=key_header(issued["key"]))
     assert whoami.status_code == 200, whoami.text
     assert whoami.json() == {
         "id": issued["id"],
@@ -146,9 +131,7 @@ async def test_cli_created_key_validates_on_the_async_endpoints(
 async def test_cli_created_key_plaintext_is_in_no_table(
     database: Database, settings: Settings
 ) -> None:
-    created = await asyncio.to_thread(
-        run_cli, settings, "keys", "create", "--name", "scan", "--json"
-    )
+    created = await run_cli(settings, "keys", "create", "--name", "scan", "--json")
     plaintext = json.loads(created.stdout)["key"]
     async with database.engine.connect() as connection:
         assert await columns_containing(connection, plaintext) == []
@@ -162,7 +145,7 @@ async def test_both_header_styles_work(
 ) -> None:
     key = (await create_key(database, settings)).plaintext
     headers = {
-        "x-api-key": _key(key),
+        "x-api-key": key_header(key),
         "bearer": _bearer(key),
         "bearer-lower-case": {"authorization": f"bearer {key}"},
     }[style]
@@ -189,7 +172,7 @@ async def test_revoked_key_is_401_revoked(
 ) -> None:
     issued = await create_key(database, settings)
     await revoke_key(database, issued.record.id)
-    assert_problem(await client.get(endpoint, headers=_key(issued.plaintext)), 401, "REVOKED")
+    assert_problem(await client.get(endpoint, headers=key_header(issued.plaintext)), 401, "REVOKED")
 
 
 @pytest.mark.parametrize("endpoint", KEY_ENDPOINTS)
@@ -202,7 +185,7 @@ async def test_expired_key_is_401_expired(
             text("UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = :id"),
             {"id": issued.record.id},
         )
-    assert_problem(await client.get(endpoint, headers=_key(issued.plaintext)), 401, "EXPIRED")
+    assert_problem(await client.get(endpoint, headers=key_header(issued.plaintext)), 401, "EXPIRED")
 
 
 async def test_rotated_key_without_grace_is_refused_and_successor_works(
@@ -210,8 +193,10 @@ async def test_rotated_key_without_grace_is_refused_and_successor_works(
 ) -> None:
     original = await create_key(database, settings)
     successor = await rotate_key(database, settings, original.record.id, timedelta(0))
-    assert_problem(await client.get("/v1/whoami", headers=_key(original.plaintext)), 401, "REVOKED")
-    whoami = await client.get("/v1/whoami", headers=_key(successor.plaintext))
+    assert_problem(
+        await client.get("/v1/whoami", headers=key_header(original.plaintext)), 401, "REVOKED"
+    )
+    whoami = await client.get("/v1/whoami", headers=key_header(successor.plaintext))
     assert whoami.status_code == 200
     assert whoami.json()["id"] == str(successor.record.id)
 
@@ -222,14 +207,14 @@ async def test_rotated_key_with_grace_keeps_working(
     original = await create_key(database, settings)
     successor = await rotate_key(database, settings, original.record.id, timedelta(hours=1))
     for key in (original.plaintext, successor.plaintext):
-        assert (await client.get("/v1/whoami", headers=_key(key))).status_code == 200
+        assert (await client.get("/v1/whoami", headers=key_header(key))).status_code == 200
 
 
 @pytest.mark.parametrize("endpoint", KEY_ENDPOINTS)
 async def test_unknown_well_formed_key_is_401_not_found(
     client: httpx.AsyncClient, settings: Settings, endpoint: str
 ) -> None:
-    response = await client.get(endpoint, headers=_key(unknown_key(settings)))
+    response = await client.get(endpoint, headers=key_header(unknown_key(settings)))
     assert_problem(response, 401, "NOT_FOUND")
 
 
@@ -243,7 +228,9 @@ async def test_malformed_key_is_rejected_without_sql(
     async with usage_flusher_held_off(redis, settings):
         with count_statements(state_of(app).database.engine) as statements:
             for endpoint in KEY_ENDPOINTS:
-                assert_problem(await client.get(endpoint, headers=_key(key)), 401, "MALFORMED")
+                assert_problem(
+                    await client.get(endpoint, headers=key_header(key)), 401, "MALFORMED"
+                )
             verify = await client.post("/v1/keys/verify", json={"key": key})
     assert verify.status_code == 200
     assert verify.json() == {
@@ -268,14 +255,14 @@ async def test_known_key_costs_no_query_on_repeat(
     engine = state_of(app).database.engine
     async with usage_flusher_held_off(redis, settings):
         with count_statements(engine) as first:
-            assert (await client.get("/v1/whoami", headers=_key(key))).status_code == 200
+            assert (await client.get("/v1/whoami", headers=key_header(key))).status_code == 200
         assert [statement.split()[0] for statement in first] == ["SELECT"]
         # Any key change announced on the shared Redis (another test run, say) empties the
         # cache; one retry makes such a coincidence harmless while a cache that never hits
         # still fails.
         for _ in range(2):
             with count_statements(engine) as repeat:
-                assert (await client.get("/v1/whoami", headers=_key(key))).status_code == 200
+                assert (await client.get("/v1/whoami", headers=key_header(key))).status_code == 200
             if not repeat:
                 break
     assert repeat == []
@@ -348,7 +335,7 @@ async def test_unknown_route_and_method_are_problems(client: httpx.AsyncClient) 
 
 async def test_admin_crud(client: httpx.AsyncClient, admin_key: str) -> None:
     owner = unique_owner("admin-crud")
-    admin = _key(admin_key)
+    admin = key_header(admin_key)
     with call_window() as creating:
         created = await client.post(
             "/v1/admin/keys",
@@ -371,7 +358,7 @@ async def test_admin_crud(client: httpx.AsyncClient, admin_key: str) -> None:
         "10/second",
     )
     creating.assert_stamped(body["expires_at"], plus=timedelta(days=30))
-    assert (await client.get("/v1/whoami", headers=_key(key))).status_code == 200
+    assert (await client.get("/v1/whoami", headers=key_header(key))).status_code == 200
 
     listed = await client.get("/v1/admin/keys", params={"owner": owner}, headers=admin)
     assert listed.status_code == 200
@@ -402,7 +389,7 @@ async def test_admin_crud(client: httpx.AsyncClient, admin_key: str) -> None:
     assert original["replaced_by_id"] == successor["id"]
     rotating.assert_stamped(original["revoked_at"], plus=timedelta(hours=1))
     for presented in (key, successor["key"]):
-        assert (await client.get("/v1/whoami", headers=_key(presented))).status_code == 200
+        assert (await client.get("/v1/whoami", headers=key_header(presented))).status_code == 200
 
     with call_window() as deleting:
         deleted = await client.delete(f"/v1/admin/keys/{successor['id']}", headers=admin)
@@ -422,7 +409,7 @@ async def test_admin_delete_is_seen_within_a_second(
     key = await create_key(database, settings)
     watcher = asyncio.create_task(_first_refusal(client, key.plaintext))
     await asyncio.sleep(0.1)
-    deleted = await client.delete(f"/v1/admin/keys/{key.record.id}", headers=_key(admin_key))
+    deleted = await client.delete(f"/v1/admin/keys/{key.record.id}", headers=key_header(admin_key))
     assert deleted.status_code == 200
     revoked_at = time.monotonic()
     assert await watcher - revoked_at < 1.0
@@ -449,7 +436,7 @@ async def test_admin_needs_the_admin_scope(
 ) -> None:
     plain = await create_key(database, settings, scopes=["read", "write"])
     url = path.format(id=plain.record.id)
-    forbidden = await client.request(method, url, json=body, headers=_key(plain.plaintext))
+    forbidden = await client.request(method, url, json=body, headers=key_header(plain.plaintext))
     assert_problem(forbidden, 403, "FORBIDDEN")
     assert_problem(await client.request(method, url, json=body), 401, "MISSING_KEY")
 
@@ -466,7 +453,7 @@ async def test_admin_needs_the_admin_scope(
 async def test_admin_unknown_and_bad_ids(
     client: httpx.AsyncClient, admin_key: str, method: str, suffix: str, body: object
 ) -> None:
-    admin = _key(admin_key)
+    admin = key_header(admin_key)
     unknown = await client.request(
         method, f"/v1/admin/keys/{uuid.uuid4()}{suffix}", json=body, headers=admin
     )
@@ -505,9 +492,9 @@ async def test_admin_bad_input_is_422(
 ) -> None:
     target = await create_key(database, settings, rate_limit="3/second")
     url = "/v1/admin/keys" + path.format(id=target.record.id)
-    response = await client.request(method, url, json=body, headers=_key(admin_key))
+    response = await client.request(method, url, json=body, headers=key_header(admin_key))
     assert_problem(response, 422, "VALIDATION_ERROR")
-    shown = await client.get(f"/v1/admin/keys/{target.record.id}", headers=_key(admin_key))
+    shown = await client.get(f"/v1/admin/keys/{target.record.id}", headers=key_header(admin_key))
     assert (shown.json()["rate_limit"], shown.json()["revoked_at"]) == ("3/second", None)
 
 
@@ -516,7 +503,7 @@ async def test_cli_revoke_is_seen_within_a_second(
 ) -> None:
     key = await create_key(database, settings)
     watcher = asyncio.create_task(_first_refusal(client, key.plaintext))
-    revoked = await asyncio.to_thread(run_cli, settings, "keys", "revoke", str(key.record.id))
+    revoked = await run_cli(settings, "keys", "revoke", str(key.record.id))
     assert revoked.returncode == 0, revoked.stderr
     revoked_at = time.monotonic()
     assert await watcher - revoked_at < 1.0
@@ -528,7 +515,7 @@ async def _first_refusal(client: httpx.AsyncClient, key: str) -> float:
     measures from the moment its revoke returned (a CLI start can take seconds on a busy host)."""
     deadline = time.monotonic() + 60.0
     while time.monotonic() < deadline:
-        response = await client.get("/v1/whoami", headers=_key(key))
+        response = await client.get("/v1/whoami", headers=key_header(key))
         if response.status_code != 200:
             refused_at = time.monotonic()
             assert_problem(response, 401, "REVOKED")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -13,7 +12,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from service.config import Settings
 from service.db import migrations
 from service.harness.processes import free_port
-from tests.factories import CliResult, assert_problem, run_cli, running_app, unknown_key
+from tests.factories import CliResult, assert_problem, key_header, run_cli, running_app, unknown_key
 
 
 @pytest.fixture
@@ -57,10 +56,6 @@ async def _database_exists(settings: Settings) -> bool:
         await engine.dispose()
 
 
-async def _gatekey(settings: Settings, *args: str) -> CliResult:
-    return await asyncio.to_thread(run_cli, settings, *args)
-
-
 def _ok(result: CliResult) -> str:
     assert "Traceback" not in result.stderr, result.stderr[-2000:]
     assert result.returncode == 0, result.stderr
@@ -72,29 +67,29 @@ async def test_upgrade_downgrade_upgrade_with_check(scratch: Settings) -> None:
     assert head is not None
     assert not await _database_exists(scratch)
 
-    _ok(await _gatekey(scratch, "db", "upgrade"))
+    _ok(await run_cli(scratch, "db", "upgrade"))
     assert await _database_exists(scratch)
     assert {"alembic_version", "api_keys"} <= await _tables(scratch)
-    assert "schema at head, no drift" in _ok(await _gatekey(scratch, "db", "check"))
-    assert f"current: {head}  head: {head}" in _ok(await _gatekey(scratch, "db", "current"))
+    assert "schema at head, no drift" in _ok(await run_cli(scratch, "db", "check"))
+    assert f"current: {head}  head: {head}" in _ok(await run_cli(scratch, "db", "current"))
 
-    _ok(await _gatekey(scratch, "db", "downgrade", "base"))
+    _ok(await run_cli(scratch, "db", "downgrade", "base"))
     assert await _tables(scratch) == {"alembic_version"}
-    behind = await _gatekey(scratch, "db", "check")
+    behind = await run_cli(scratch, "db", "check")
     assert behind.returncode != 0
     assert "Traceback" not in behind.stderr
     assert behind.stderr_lines == [f"error: database at revision base, code at {head}"]
 
-    _ok(await _gatekey(scratch, "db", "upgrade"))
-    assert "schema at head, no drift" in _ok(await _gatekey(scratch, "db", "check"))
+    _ok(await run_cli(scratch, "db", "upgrade"))
+    assert "schema at head, no drift" in _ok(await run_cli(scratch, "db", "check"))
 
 
 async def test_an_unmigrated_schema_is_refused_by_serve_and_answered_503(scratch: Settings) -> None:
-    _ok(await _gatekey(scratch, "db", "upgrade"))
-    _ok(await _gatekey(scratch, "db", "downgrade", "base"))
+    _ok(await run_cli(scratch, "db", "upgrade"))
+    _ok(await run_cli(scratch, "db", "downgrade", "base"))
     head = migrations.head_revision(scratch)
 
-    refused = await _gatekey(scratch, "serve", "--port", str(free_port()), "--workers", "1")
+    refused = await run_cli(scratch, "serve", "--port", str(free_port()), "--workers", "1")
     assert refused.returncode == 1
     assert refused.stderr_lines == [
         f"error: the database schema is at no revision, not at head {head}: "
@@ -103,6 +98,6 @@ async def test_an_unmigrated_schema_is_refused_by_serve_and_answered_503(scratch
     # An app already running when its tables go: every key check says why, none is a 500.
     async with running_app(scratch) as (_, client):
         for path in ("/v1/whoami", "/v1/auth", "/v1/usage"):
-            response = await client.get(path, headers={"X-API-Key": unknown_key(scratch)})
+            response = await client.get(path, headers=key_header(unknown_key(scratch)))
             body = assert_problem(response, 503, "DATABASE_UNAVAILABLE")
             assert "gatekey db upgrade" in body["detail"]

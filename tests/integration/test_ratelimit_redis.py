@@ -27,6 +27,7 @@ from service.ratelimit.limiter import RateLimiter, create_limiter
 from service.ratelimit.policy import RateLimitPolicy
 from service.redis.client import create_redis
 from service.redis.keyspace import RedisKeyspace
+from tests.factories import flush_scripts_until
 from tests.integration.servers import redis_server
 
 HUNDRED_PER_HOUR = RateLimitPolicy(100, 3600)
@@ -139,18 +140,10 @@ async def test_script_flush_during_a_burst_is_invisible(
         await second.hit(str(uuid.uuid4()), HUNDRED_PER_HOUR)
         await redis.script_flush()
         stop = asyncio.Event()
-
-        async def keep_flushing() -> int:
-            flushes = 0
-            while not stop.is_set():
-                await redis.script_flush()
-                flushes += 1
-                await asyncio.sleep(0)
-            return flushes
-
-        flusher = asyncio.create_task(keep_flushing())
+        # At every turn of the loop, so flushes land between and during pipelines.
+        flusher = asyncio.create_task(flush_scripts_until(redis, stop, pause_s=0))
         decisions = []
-        for _ in range(10):  # ten waves, so flushes land between and during pipelines
+        for _ in range(10):  # ten waves
             decisions += await burst([first, second], key_id, 100, HUNDRED_PER_HOUR)
         stop.set()
         assert await flusher > 0
@@ -264,7 +257,7 @@ async def test_deny_policy_refuses_fast_when_nothing_listens(keyspace: RedisKeys
 
 
 async def usage_of(redis: aioredis.Redis, keyspace: RedisKeyspace, key_id: str) -> dict[int, int]:
-    counts = await redis.hgetall(keyspace.usage(key_id))  # type: ignore[misc]  # redis-py stub
+    counts = await redis.hgetall(keyspace.usage(key_id))
     return {int(minute): int(count) for minute, count in counts.items()}
 
 
@@ -296,7 +289,7 @@ async def test_admissions_without_redis_reach_it_once_when_it_answers_again(
             )
             await asyncio.sleep(0.2)
             assert sum((await usage_of(client, keyspace, key_id)).values()) == 21
-            assert key_id.encode() in await client.smembers(keyspace.dirty)  # type: ignore[misc]
+            assert key_id.encode() in await client.smembers(keyspace.dirty)
         finally:
             await client.aclose()
 
@@ -315,7 +308,7 @@ async def test_a_deferred_batch_whose_reply_is_lost_is_applied_once(
         now[0] = 185.0
         deferred.add("a")
         deferred.add("b")
-        await redis.execute_command("CLIENT", "PAUSE", "300", "WRITE")
+        await redis.client_pause(300, all=False)  # WRITE: the script waits, then runs
         with pytest.raises(RedisError):  # Redis holds the batch and runs it once the pause ends
             await deferred.hand_over()
         assert deferred.held() == 5
@@ -326,4 +319,4 @@ async def test_a_deferred_batch_whose_reply_is_lost_is_applied_once(
     assert deferred.is_empty
     assert await usage_of(redis, keyspace, "a") == {120: 3, 180: 1}
     assert await usage_of(redis, keyspace, "b") == {180: 1}
-    assert {b"a", b"b"} <= await redis.smembers(keyspace.dirty)  # type: ignore[misc]
+    assert {b"a", b"b"} <= await redis.smembers(keyspace.dirty)

@@ -15,14 +15,13 @@ from service.config import RateLimitBackend, Settings
 from service.db import Database
 from service.harness.gatekey import cli_env, run_cli_async
 from service.workers.sizing import read_connection_budget
-from tests.factories import assert_problem, create_key, revoke_key
+from tests.factories import assert_problem, create_key, key_header, revoke_key
 from tests.integration.servers import (
     Clients,
     ServeProcess,
     assert_exact_burst,
     fire,
     fire_until,
-    key_header,
     serve_settings,
     serving,
     start_serve,
@@ -44,12 +43,6 @@ RATELIMIT_HEADERS = (
 def since(before: dict[int, float], after: dict[int, float]) -> dict[int, float]:
     """Per worker pid, how much a counter grew."""
     return {pid: count - before.get(pid, 0.0) for pid, count in after.items()}
-
-
-@pytest.fixture(scope="module")
-def server(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    with serving(serve_settings(settings), tmp_path_factory.mktemp("limits"), workers=2) as running:
-        yield running
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from service.harness.processes import wait_until_async
 from service.redis.keyspace import RedisKeyspace
 from service.selftest.prom import Scrape
 from service.workers.supervisor import GRACEFUL_SHUTDOWN_S
-from tests.factories import create_key
+from tests.factories import create_key, flush_scripts_until, key_header
 from tests.integration.servers import (
     Clients,
     Outcome,
@@ -30,7 +30,6 @@ from tests.integration.servers import (
     assert_exact_burst,
     fire,
     fire_until,
-    key_header,
     redis_server,
     replacement_of,
     scrape,
@@ -64,13 +63,9 @@ def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]
 
 
 @pytest.fixture(scope="module")
-def server(
-    settings: Settings, own_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServeProcess]:
-    """Two workers on a Redis of this module's own, which the tests pause and flush."""
-    workdir = tmp_path_factory.mktemp("resilience")
-    with serving(serve_settings(settings, redis_url=own_redis.url), workdir, workers=2) as running:
-        yield running
+def serve_overrides(own_redis: RedisServer) -> dict[str, object]:
+    """The module's `server` on a Redis of this module's own, which the tests pause and flush."""
+    return {"redis_url": own_redis.url}
 
 
 @pytest.fixture
@@ -103,18 +98,9 @@ async def test_script_flush_under_load_keeps_the_limit_exact(
 ) -> None:
     issued = await create_key(database, server.settings, name="flushed", rate_limit="100/hour")
     stop = asyncio.Event()
-
-    async def keep_flushing() -> int:
-        flushes = 0
-        while not stop.is_set():
-            await own_client.script_flush()
-            flushes += 1
-            await asyncio.sleep(0.02)
-        return flushes
-
     async with Clients(server.url) as clients:
         before = await scrape(clients[0])
-        flusher = asyncio.create_task(keep_flushing())
+        flusher = asyncio.create_task(flush_scripts_until(own_client, stop, pause_s=0.02))
         outcomes = await fire(
             lambda i: clients[i].get(WHOAMI, headers=key_header(issued.plaintext)),
             1000,

@@ -9,7 +9,7 @@ import os
 import secrets
 import signal
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 
 import httpx
@@ -20,18 +20,15 @@ from service.config import Settings
 from service.db import Database
 from service.harness.processes import wait_until_async
 from service.redis.keyspace import RedisKeyspace
-from tests.factories import create_key, unknown_key
+from tests.factories import create_key, key_header, unknown_key
 from tests.integration.servers import (
     FLUSHED_WITHIN_S,
     Clients,
     ServeProcess,
     fire,
     fire_until,
-    key_header,
     replacement_of,
     scrape,
-    serve_settings,
-    serving,
     stored_usage,
     wait_for_usage,
 )
@@ -41,13 +38,6 @@ USAGE = "/v1/usage"
 REQUESTS = "gatekey_http_requests_total"
 VERIFICATIONS = "gatekey_key_verifications_total"
 GENEROUS = "10000/second"
-
-
-@pytest.fixture(scope="module")
-def server(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    workdir = tmp_path_factory.mktemp("usage")
-    with serving(serve_settings(settings), workdir, workers=2) as running:
-        yield running
 
 
 async def test_request_counter_grows_by_exactly_the_requests_served(

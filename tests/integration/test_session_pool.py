@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from sqlalchemy import make_url, text
+from sqlalchemy import QueuePool, make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config import Settings
@@ -21,6 +21,7 @@ from tests.factories import (
     assert_problem,
     create_key,
     forget_redis_state,
+    key_header,
     running_app,
     state_of,
     unique_owner,
@@ -55,12 +56,18 @@ async def _abandoned_after(
     return None
 
 
+def _checked_out(engine: AsyncEngine) -> int:
+    pool = engine.pool
+    assert isinstance(pool, QueuePool), type(pool)  # the app's pool is a queue pool
+    return pool.checkedout()
+
+
 async def _settled(engine: AsyncEngine, database: Database, database_name: str) -> tuple[int, int]:
     """Checked-out connections of the app's pool and `idle in transaction` backends of the test
     database, once both reach zero or after 10 s (cancelled requests close in the background)."""
     deadline = time.monotonic() + 10.0
     while True:
-        checked_out = engine.pool.checkedout()  # type: ignore[attr-defined]
+        checked_out = _checked_out(engine)
         async with database.engine.connect() as connection:
             idle_in_transaction = await connection.scalar(
                 text(
@@ -81,12 +88,12 @@ async def test_no_connection_leaks_under_concurrency_and_cancellation(
     admin = await create_key(database, settings, owner=owner, scopes=["admin"])
     # A generous pool timeout: on a busy host some waits pass 2 s, and a 503 is not what this
     # test is about (the exhaustion test below is).
-    patient = Settings(
-        database_url=settings.database_url,
-        redis_url=settings.redis_url,
-        database_pool_size=10,
-        database_pool_max_overflow=5,
-        database_pool_timeout=30,
+    patient = settings.model_copy(
+        update={
+            "database_pool_size": 10,
+            "database_pool_max_overflow": 5,
+            "database_pool_timeout": 30,
+        }
     )
     async with running_app(patient) as (app, client):
         engine = state_of(app).database.engine
@@ -96,9 +103,9 @@ async def test_no_connection_leaks_under_concurrency_and_cancellation(
                 return await client.get(
                     "/v1/admin/keys",
                     params={"owner": owner},
-                    headers={"X-API-Key": admin.plaintext},
+                    headers=key_header(admin.plaintext),
                 )
-            return await client.get("/v1/whoami", headers={"X-API-Key": unknown_key(settings)})
+            return await client.get("/v1/whoami", headers=key_header(unknown_key(settings)))
 
         async def call(index: int) -> httpx.Response | None:
             if index % CANCEL_EVERY == 1:
@@ -125,24 +132,24 @@ async def test_no_connection_leaks_under_concurrency_and_cancellation(
 
 
 async def test_exhausted_pool_answers_503_quickly(settings: Settings, database: Database) -> None:
-    tight = Settings(
-        database_url=settings.database_url,
-        redis_url=settings.redis_url,
-        database_pool_size=1,
-        database_pool_max_overflow=0,
-        database_pool_timeout=0.2,
+    tight = settings.model_copy(
+        update={
+            "database_pool_size": 1,
+            "database_pool_max_overflow": 0,
+            "database_pool_timeout": 0.2,
+        }
     )
     async with running_app(tight) as (app, client):
         app_database = state_of(app).database
         async with app_database.get_session() as held:
             await held.execute(text("SELECT 1"))
-            assert app_database.engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+            assert _checked_out(app_database.engine) == 1
 
             registry = state_of(app).metrics.scrape_registry
             timeouts_before = registry.get_sample_value(POOL_TIMEOUTS)
             started = time.monotonic()
             async with asyncio.timeout(HANG_S):
-                response = await client.get("/v1/whoami", headers={"X-API-Key": unknown_key(tight)})
+                response = await client.get("/v1/whoami", headers=key_header(unknown_key(tight)))
             elapsed = time.monotonic() - started
             body = assert_problem(response, 503, "DATABASE_UNAVAILABLE")
             assert response.headers["retry-after"] == "1"
@@ -156,9 +163,9 @@ async def test_exhausted_pool_answers_503_quickly(settings: Settings, database: 
             assert ready.json()["checks"]["database"] == "unavailable"
 
         # The held connection is back: the same request now reaches the database.
-        recovered = await client.get("/v1/whoami", headers={"X-API-Key": unknown_key(tight)})
+        recovered = await client.get("/v1/whoami", headers=key_header(unknown_key(tight)))
         assert_problem(recovered, 401, "NOT_FOUND")
-        assert app_database.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        assert _checked_out(app_database.engine) == 0
 
 
 async def test_connection_budget_is_read_from_postgresql(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -28,93 +29,86 @@ HUNDRED_PER_HOUR = RateLimitPolicy(100, 3600)
 GENEROUS = RateLimitPolicy(100_000, 60)
 
 
-@pytest.fixture
-async def key_ids(database: Database, settings: Settings) -> AsyncIterator[list[str]]:
-    """Three committed API keys, deleted (with their usage, by cascade) afterwards."""
-    issued = [await create_key(database, settings, name=f"usage {i}") for i in range(3)]
-    yield [str(key.record.id) for key in issued]
-    async with database.get_session() as session:
-        await session.execute(delete(ApiKey).where(ApiKey.id.in_([k.record.id for k in issued])))
-        await session.commit()
+@dataclass(frozen=True, slots=True)
+class UsageRig:
+    """What every test here works with: three committed keys, a Redis client built as the app
+    builds it (short timeouts, blocking pool), the test's namespace and a limiter on them."""
 
+    database: Database
+    client: aioredis.Redis
+    keyspace: RedisKeyspace
+    limiter: RateLimiter
+    key_ids: list[str]
 
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
-    """A client built as the app builds it (short timeouts, blocking pool)."""
-    redis_client = create_redis(settings)
-    yield redis_client
-    await redis_client.aclose()
+    async def hits(self, key_id: str, count: int, policy: RateLimitPolicy = GENEROUS) -> int:
+        """`count` concurrent hits; the number admitted."""
+        decisions = await asyncio.gather(*(self.limiter.hit(key_id, policy) for _ in range(count)))
+        assert not any(d.is_fallback for d in decisions)
+        return sum(d.allowed for d in decisions)
 
-
-@pytest.fixture
-async def limiter(
-    settings: Settings, client: aioredis.Redis, keyspace: RedisKeyspace
-) -> AsyncIterator[RateLimiter]:
-    rate_limiter = create_limiter(settings, redis=client, worker_count=1, keyspace=keyspace)
-    yield rate_limiter
-    await rate_limiter.aclose()
-
-
-async def hits(limiter: RateLimiter, key_id: str, count: int, policy: RateLimitPolicy) -> int:
-    """`count` concurrent hits; the number admitted."""
-    decisions = await asyncio.gather(*(limiter.hit(key_id, policy) for _ in range(count)))
-    assert not any(d.is_fallback for d in decisions)
-    return sum(d.allowed for d in decisions)
-
-
-async def stored(database: Database, key_id: str) -> int:
-    async with database.get_session() as session:
-        total = await session.scalar(
-            select(func.coalesce(func.sum(ApiKeyUsage.count), 0)).where(
-                ApiKeyUsage.key_id == uuid.UUID(key_id)
+    async def stored(self, key_id: str) -> int:
+        async with self.database.get_session() as session:
+            total = await session.scalar(
+                select(func.coalesce(func.sum(ApiKeyUsage.count), 0)).where(
+                    ApiKeyUsage.key_id == uuid.UUID(key_id)
+                )
             )
+        return int(total or 0)
+
+    def flusher(
+        self,
+        *,
+        on_flush: Callable[[int], None] | None = None,
+        on_pending: Callable[[int], None] | None = None,
+    ) -> UsageFlusher:
+        """A flusher as each worker runs one, every 0.1 s."""
+        return UsageFlusher(
+            self.client,
+            self.database,
+            interval_s=0.1,
+            keyspace=self.keyspace,
+            on_flush=on_flush,
+            on_pending=on_pending,
         )
-    return int(total or 0)
 
 
-def flusher_for(
-    client: aioredis.Redis,
-    database: Database,
-    keyspace: RedisKeyspace,
-    *,
-    on_flush: Callable[[int], None] | None = None,
-    on_pending: Callable[[int], None] | None = None,
-) -> UsageFlusher:
-    """A flusher as each worker runs one, every 0.1 s."""
-    return UsageFlusher(
-        client,
-        database,
-        interval_s=0.1,
-        keyspace=keyspace,
-        on_flush=on_flush,
-        on_pending=on_pending,
-    )
+@pytest.fixture
+async def rig(
+    database: Database, settings: Settings, keyspace: RedisKeyspace
+) -> AsyncIterator[UsageRig]:
+    """The keys are deleted afterwards, with their usage (by cascade)."""
+    issued = [await create_key(database, settings, name=f"usage {i}") for i in range(3)]
+    client = create_redis(settings)
+    limiter = create_limiter(settings, redis=client, worker_count=1, keyspace=keyspace)
+    try:
+        yield UsageRig(database, client, keyspace, limiter, [str(k.record.id) for k in issued])
+    finally:
+        await limiter.aclose()
+        await client.aclose()
+        async with database.get_session() as session:
+            ids = [k.record.id for k in issued]
+            await session.execute(delete(ApiKey).where(ApiKey.id.in_(ids)))
+            await session.commit()
 
 
-async def test_flush_stores_exactly_the_admitted_hits_and_is_idempotent(
-    database: Database,
-    client: aioredis.Redis,
-    keyspace: RedisKeyspace,
-    limiter: RateLimiter,
-    key_ids: list[str],
-) -> None:
-    limited, busy, idle = key_ids
-    assert await hits(limiter, limited, 250, HUNDRED_PER_HOUR) == 100
-    assert await hits(limiter, busy, 37, GENEROUS) == 37
-    assert await hits(limiter, "not-a-uuid", 5, GENEROUS) == 5
+async def test_flush_stores_exactly_the_admitted_hits_and_is_idempotent(rig: UsageRig) -> None:
+    limited, busy, idle = rig.key_ids
+    assert await rig.hits(limited, 250, HUNDRED_PER_HOUR) == 100
+    assert await rig.hits(busy, 37) == 37
+    assert await rig.hits("not-a-uuid", 5) == 5
     flushed: list[int] = []
-    flusher = flusher_for(client, database, keyspace, on_flush=flushed.append)
+    flusher = rig.flusher(on_flush=flushed.append)
 
     assert await flusher.flush() == 3
-    assert (await stored(database, limited), await stored(database, busy)) == (100, 37)
-    assert await stored(database, idle) == 0
+    assert (await rig.stored(limited), await rig.stored(busy)) == (100, 37)
+    assert await rig.stored(idle) == 0
     assert await flusher.flush() == 0  # nothing dirty: nothing read, nothing written
-    assert await hits(limiter, busy, 13, GENEROUS) == 13
+    assert await rig.hits(busy, 13) == 13
     assert await flusher.flush() == 1
     assert await flusher.flush() == 0
-    assert (await stored(database, limited), await stored(database, busy)) == (100, 50)
+    assert (await rig.stored(limited), await rig.stored(busy)) == (100, 50)
 
-    async with database.get_session() as session:
+    async with rig.database.get_session() as session:
         summary = await get_usage(
             session=session, key_id=uuid.UUID(busy), since=datetime.now(UTC) - timedelta(hours=1)
         )
@@ -124,63 +118,51 @@ async def test_flush_stores_exactly_the_admitted_hits_and_is_idempotent(
     assert summary.total == 50
     assert sum(count for _, count in summary.minutes) == 50
     assert last_used == summary.minutes[-1][0]
-    assert not await client.exists(keyspace.processing, keyspace.flush_lock)
+    assert not await rig.client.exists(rig.keyspace.processing, rig.keyspace.flush_lock)
 
 
-async def test_a_crash_after_the_commit_never_double_counts(
-    database: Database,
-    client: aioredis.Redis,
-    keyspace: RedisKeyspace,
-    limiter: RateLimiter,
-    key_ids: list[str],
-) -> None:
-    key_id = key_ids[0]
-    assert await hits(limiter, key_id, 40, GENEROUS) == 40
+async def test_a_crash_after_the_commit_never_double_counts(rig: UsageRig) -> None:
+    key_id = rig.key_ids[0]
+    assert await rig.hits(key_id, 40) == 40
     # A worker claims and commits, then is SIGKILLed: lock and processing set stay behind. The
     # lock is set to outlive any slowness of the host; its expiry is then brought forward.
-    crashed = flusher_for(client, database, keyspace)
-    assert await client.set(keyspace.flush_lock, "dead-worker", px=600_000)
+    crashed = rig.flusher()
+    assert await rig.client.set(rig.keyspace.flush_lock, "dead-worker", px=600_000)
     claimed = await crashed.claim("dead-worker")
     assert claimed == [key_id]
     _, counts = await crashed.read_counts(claimed)
     await crashed.store(counts)
-    assert await stored(database, key_id) == 40
+    assert await rig.stored(key_id) == 40
 
-    assert await hits(limiter, key_id, 25, GENEROUS) == 25  # marked dirty again meanwhile
-    survivor = flusher_for(client, database, keyspace)
+    assert await rig.hits(key_id, 25) == 25  # marked dirty again meanwhile
+    survivor = rig.flusher()
     assert await survivor.flush() is None  # the dead worker's lock has not expired yet
-    assert await client.pexpire(keyspace.flush_lock, 1)  # ...and now it expires
+    assert await rig.client.pexpire(rig.keyspace.flush_lock, 1)  # ...and now it expires
 
     async def lock_expired() -> bool:
-        return not await client.exists(keyspace.flush_lock)
+        return not await rig.client.exists(rig.keyspace.flush_lock)
 
     await wait_until_async(lock_expired, what="the dead worker's lock to expire")
     assert await survivor.flush() == 1
-    assert await stored(database, key_id) == 65
+    assert await rig.stored(key_id) == 65
     assert await survivor.flush() == 0
-    assert await stored(database, key_id) == 65
-    assert not await client.exists(keyspace.processing, keyspace.dirty)
+    assert await rig.stored(key_id) == 65
+    assert not await rig.client.exists(rig.keyspace.processing, rig.keyspace.dirty)
 
 
-async def test_final_minutes_leave_redis_once_stored(
-    database: Database,
-    client: aioredis.Redis,
-    keyspace: RedisKeyspace,
-    limiter: RateLimiter,
-    key_ids: list[str],
-) -> None:
-    key_id = key_ids[0]
-    seconds, _ = await client.time()
+async def test_final_minutes_leave_redis_once_stored(rig: UsageRig) -> None:
+    key_id = rig.key_ids[0]
+    seconds, _ = await rig.client.time()
     current = seconds - seconds % 60
     old = current - 300  # five minutes ago: final
-    await client.hset(keyspace.usage(key_id), str(old), 7)
-    assert await hits(limiter, key_id, 3, GENEROUS) == 3
-    assert await flusher_for(client, database, keyspace).flush() == 1
+    await rig.client.hset(rig.keyspace.usage(key_id), str(old), 7)
+    assert await rig.hits(key_id, 3) == 3
+    assert await rig.flusher().flush() == 1
 
-    left = await client.hgetall(keyspace.usage(key_id))
+    left = await rig.client.hgetall(rig.keyspace.usage(key_id))
     assert {int(minute) for minute in left} <= {current, current - 60}
     assert sum(int(count) for count in left.values()) == 3
-    async with database.get_session() as session:
+    async with rig.database.get_session() as session:
         everything = await get_usage(
             session=session, key_id=uuid.UUID(key_id), since=datetime.fromtimestamp(old, UTC)
         )
@@ -193,31 +175,24 @@ async def test_final_minutes_leave_redis_once_stored(
     assert (everything.total, recent.total) == (10, 3)
 
 
-async def test_flushers_in_several_workers_store_each_hit_once(
-    database: Database,
-    client: aioredis.Redis,
-    keyspace: RedisKeyspace,
-    limiter: RateLimiter,
-    key_ids: list[str],
-) -> None:
+async def test_flushers_in_several_workers_store_each_hit_once(rig: UsageRig) -> None:
     flushes: list[int] = []
     pending: list[int] = []
-    flushers = [
-        flusher_for(client, database, keyspace, on_flush=flushes.append, on_pending=pending.append)
-        for _ in range(3)
-    ]
+    flushers = [rig.flusher(on_flush=flushes.append, on_pending=pending.append) for _ in range(3)]
     stop = asyncio.Event()
     runs = [asyncio.create_task(flusher.run(stop)) for flusher in flushers]
-    expected = dict.fromkeys(key_ids, 0)
+    expected = dict.fromkeys(rig.key_ids, 0)
     for round_number in range(5):
-        for i, key_id in enumerate(key_ids):
-            expected[key_id] += await hits(limiter, key_id, 10 * (i + 1) + round_number, GENEROUS)
+        for i, key_id in enumerate(rig.key_ids):
+            expected[key_id] += await rig.hits(key_id, 10 * (i + 1) + round_number)
         await asyncio.sleep(0.05)
     stop.set()
     await asyncio.wait_for(asyncio.gather(*runs), timeout=5)
-    assert {key_id: await stored(database, key_id) for key_id in key_ids} == expected
+    assert {key_id: await rig.stored(key_id) for key_id in rig.key_ids} == expected
     assert sum(expected.values()) == 5 * (10 + 20 + 30) + 3 * (0 + 1 + 2 + 3 + 4)
-    assert sum(flushes) >= len(key_ids)
+    assert sum(flushes) >= len(rig.key_ids)
     # Each worker reports the shared backlog; the final flush left none.
     assert 0 in pending
-    assert not await client.exists(keyspace.dirty, keyspace.processing, keyspace.flush_lock)
+    assert not await rig.client.exists(
+        rig.keyspace.dirty, rig.keyspace.processing, rig.keyspace.flush_lock
+    )

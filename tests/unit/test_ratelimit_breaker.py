@@ -30,15 +30,13 @@ def test_breaker_opens_probes_once_per_cooldown_and_closes_on_success() -> None:
     assert (breaker.state, breaker.allow(), breaker.seconds_until_probe()) == ("closed", True, 0.0)
 
     assert breaker.record_failure() is True
-    assert breaker.state == "open"
-    assert breaker.allow() is False
+    assert (breaker.state, breaker.allow()) == ("open", False)
     clock.now += 0.2
     assert breaker.seconds_until_probe() == pytest.approx(0.3)
     assert breaker.allow() is False
 
     clock.now += 0.3
-    assert breaker.allow() is True  # the probe
-    assert breaker.state == "half_open"
+    assert (breaker.allow(), breaker.state) == (True, "half_open")  # the probe
     assert breaker.allow() is False  # only one per cooldown
 
     assert breaker.record_failure() is False  # was not closed: re-opens quietly
@@ -119,8 +117,11 @@ async def test_factory_builds_the_configured_backend() -> None:
 
 def test_breaker_opens_only_after_the_threshold_of_failures_in_a_row() -> None:
     breaker = CircuitBreaker(cooldown_s=0.5, failure_threshold=3, clock=FakeClock())
-    assert [breaker.record_failure(), breaker.record_failure()] == [False, False]
-    assert breaker.state == "closed"
+    assert (breaker.record_failure(), breaker.record_failure(), breaker.state) == (
+        False,
+        False,
+        "closed",
+    )
     breaker.record_success()  # a success in between starts the count again
     assert [breaker.record_failure() for _ in range(3)] == [False, False, True]
     assert breaker.state == "open"

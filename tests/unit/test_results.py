@@ -31,9 +31,10 @@ def test_each_result_is_its_plain_code() -> None:
 
 
 def test_every_counted_result_is_a_labelled_series_from_the_start() -> None:
-    metrics = Metrics(CollectorRegistry())
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
     label_incrementer(metrics.key_verifications)(KeyCheckResult.REVOKED)
-    exposition = generate_latest(metrics.registry).decode()
+    exposition = generate_latest(registry).decode()
     series = [
         line.split(" ")
         for line in exposition.splitlines()

@@ -146,4 +146,4 @@ def test_settings_env_reproduces_the_settings() -> None:
     assert (env["DATABASE_POOL_SIZE"], env["RATE_LIMIT_BACKEND"]) == ("1", "memory")
     assert env["KEY_PEPPER"] == "pepper!"
     assert "WEB_CONCURRENCY" not in env  # unset stays unset
-    assert Settings(**{k.lower(): v for k, v in env.items()}) == settings
+    assert Settings.model_validate({k.lower(): v for k, v in env.items()}) == settings

@@ -74,6 +74,7 @@ class Database:
         metrics: Metrics | None = None,
     ) -> None:
         self.engine = create_engine(settings, application_name=application_name, metrics=metrics)
+        self._capacity = settings.database_pool_size + settings.database_pool_max_overflow
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
 
     @asynccontextmanager
@@ -99,6 +100,12 @@ class Database:
             # Shielded: a client that disconnects mid-request cancels this task, and an
             # interrupted close is exactly how connections leak out of a pool.
             await asyncio.shield(session.close())
+
+    def has_free_connection(self) -> bool:
+        """True when a session would get a connection without waiting: background jobs that
+        can skip a turn ask first, so they never queue behind requests for the pool."""
+        checked_out: int = self.engine.pool.checkedout()  # type: ignore[attr-defined]
+        return checked_out < self._capacity
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -36,6 +36,10 @@ _START_WINDOW = timedelta(seconds=DIRECTORY_TTL_S)
 _PRUNE_EVERY_S = 60.0
 
 
+class PoolBusy(Exception):
+    """Every pooled connection is in use by requests."""
+
+
 class KeyChangeFeed:
     """Polls `api_keys` for changed keys; subscribers hear once of each new version of a key.
 
@@ -86,6 +90,10 @@ class KeyChangeFeed:
         while not stop.is_set():
             started = self._clock()
             try:
+                if not self._database.has_free_connection():
+                    # Requests hold every connection: skip this read rather than queue for
+                    # one. The feed goes stale, and readers fall back to the short lifetime.
+                    raise PoolBusy
                 since = await self._poll(since)
             except Exception as error:  # the database is away: readers fall back to short TTLs
                 if not self._is_failing:

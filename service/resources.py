@@ -26,6 +26,7 @@ from service.redis.client import create_redis
 from service.redis.keyspace import RedisKeyspace
 from service.state import AppState
 from service.usage.flusher import UsageFlusher
+from service.workers.heap import freeze_long_lived
 
 Job = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 # Background jobs get this long after the stop signal (the usage flusher's last flush) before
@@ -87,7 +88,11 @@ async def open_serving(
         key_format = KeyFormat.from_settings(settings)
         directory = KeyDirectory(redis, keyspace, timeout=settings.redis_timeout) if redis else None
         verifier, feed = _verifier_and_feed(settings, database, key_format, directory, metrics)
-        jobs: list[Job] = [lambda stop: run_resource_sampler(metrics, stop), feed.run]
+        jobs: list[Job] = [
+            lambda stop: run_resource_sampler(metrics, stop),
+            feed.run,
+            freeze_long_lived,
+        ]
         if redis is not None:
             jobs += _redis_jobs(redis, database, verifier, settings, keyspace, metrics)
         await stack.enter_async_context(_background(jobs))

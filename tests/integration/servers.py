@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import signal
@@ -20,6 +21,7 @@ from pathlib import Path
 import httpx
 import redis
 from prometheus_client.multiprocess import MultiProcessCollector
+from redis.asyncio import Redis
 from sqlalchemy import text
 
 from service.config import Settings
@@ -37,6 +39,7 @@ from service.harness.processes import (
 )
 from service.harness.processes import serving as serving_process
 from service.metrics.multiprocess import ARCHIVE_NAME
+from service.redis.keyspace import RedisKeyspace
 from service.selftest.prom import Scrape, parse_scrape
 from tests.factories import assert_problem
 
@@ -303,14 +306,28 @@ def assert_exact_burst(outcomes: list[Outcome], limit: int, window_s: int) -> No
 FLUSHED_WITHIN_S = 30.0
 
 
-async def wait_for_usage(database: Database, key_id: uuid.UUID, expected: int) -> None:
-    """Until the table holds `expected` for the key (bounded); then two flushes later still."""
+async def wait_for_usage(
+    server: ServeProcess, database: Database, key_id: uuid.UUID, expected: int
+) -> None:
+    """Until the table holds `expected` for the key, then until no flush has the key still to
+    write (neither dirty nor claimed): the count is final, not merely not grown yet."""
+    keyspace = RedisKeyspace(server.settings.redis_namespace)
+    redis = Redis.from_url(server.settings.redis_url)
     deadline = time.monotonic() + FLUSHED_WITHIN_S
-    while (stored := await stored_usage(database, key_id)) != expected:
-        assert stored < expected, f"stored {stored} > {expected}: counted twice"
-        assert time.monotonic() < deadline, f"stored {stored}, expected {expected}"
-        await asyncio.sleep(0.1)
-    await asyncio.sleep(1.0)
+    try:
+        for _ in itertools.count():
+            stored = await stored_usage(database, key_id)
+            assert stored <= expected, f"stored {stored} > {expected}: counted twice"
+            pending = [
+                await redis.sismember(name, str(key_id))
+                for name in (keyspace.dirty, keyspace.processing)
+            ]
+            if stored == expected and not any(pending):
+                break
+            assert time.monotonic() < deadline, f"stored {stored}, expected {expected}"
+            await asyncio.sleep(0.1)
+    finally:
+        await redis.aclose()
     assert await stored_usage(database, key_id) == expected
 
 

@@ -267,19 +267,19 @@ async def test_admissions_without_redis_reach_it_once_when_it_answers_again(
     server, url = own_redis
     settings = Settings(redis_url=url, rate_limit_on_redis_error=RedisErrorPolicy.LOCAL)
     key_id = str(uuid.uuid4())
-    async with limiter_on(settings, keyspace) as (limiter, _):
-        assert not (await limiter.hit(key_id, HUNDRED_PER_HOUR)).is_fallback
-        os.kill(server.pid, signal.SIGSTOP)
-        try:
-            # The first hits' scripts are sent and wait in the paused Redis (which runs them on
-            # resuming); the breaker then opens and the rest are counted in the process.
-            paused = [await limiter.hit(key_id, HUNDRED_PER_HOUR) for _ in range(20)]
-        finally:
-            os.kill(server.pid, signal.SIGCONT)
-        assert all(d.is_fallback and d.allowed for d in paused)
-        await redis_decides_again(limiter)
-        client = aioredis.Redis.from_url(url)
-        try:
+    client = aioredis.Redis.from_url(url)
+    try:
+        async with limiter_on(settings, keyspace) as (limiter, _):
+            assert not (await limiter.hit(key_id, HUNDRED_PER_HOUR)).is_fallback
+            os.kill(server.pid, signal.SIGSTOP)
+            try:
+                # The first hits' scripts are sent and wait in the paused Redis (which runs them
+                # on resuming); the breaker then opens and the rest are counted in the process.
+                paused = [await limiter.hit(key_id, HUNDRED_PER_HOUR) for _ in range(20)]
+            finally:
+                os.kill(server.pid, signal.SIGCONT)
+            assert all(d.is_fallback and d.allowed for d in paused)
+            await redis_decides_again(limiter)
 
             async def handed_over() -> bool:
                 return sum((await usage_of(client, keyspace, key_id)).values()) >= 21
@@ -287,11 +287,11 @@ async def test_admissions_without_redis_reach_it_once_when_it_answers_again(
             await wait_until_async(
                 handed_over, what="deferred usage handed over", timeout_s=RESUMES_WITHIN_S
             )
-            await asyncio.sleep(0.2)
-            assert sum((await usage_of(client, keyspace, key_id)).values()) == 21
-            assert key_id.encode() in await client.smembers(keyspace.dirty)
-        finally:
-            await client.aclose()
+        # The limiter is closed: its batches and hand-overs are done, so nothing more can come.
+        assert sum((await usage_of(client, keyspace, key_id)).values()) == 21
+        assert key_id.encode() in await client.smembers(keyspace.dirty)
+    finally:
+        await client.aclose()
 
 
 async def test_a_deferred_batch_whose_reply_is_lost_is_applied_once(
@@ -312,7 +312,8 @@ async def test_a_deferred_batch_whose_reply_is_lost_is_applied_once(
         with pytest.raises(RedisError):  # Redis holds the batch and runs it once the pause ends
             await deferred.hand_over()
         assert deferred.held() == 5
-        await asyncio.sleep(0.4)
+        # A write waits out the pause (the batch, queued first, has run by its reply).
+        await redis.set(f"{keyspace.namespace}:pause-over", 1)
         await deferred.hand_over()  # the same batch again: already applied, so nothing changes
     finally:
         await client.aclose()

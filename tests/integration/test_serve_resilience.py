@@ -197,7 +197,7 @@ async def test_a_paused_redis_degrades_without_errors_then_limiting_resumes(
     assert fallbacks(after) == fallbacks(settled)
     # Every admitted request is in the usage table once: those counted by Redis, those the
     # fallback admitted and handed to Redis on its return, and those Redis ran on resuming.
-    await wait_for_usage(database, generous.record.id, len(outcomes))
+    await wait_for_usage(server, database, generous.record.id, len(outcomes))
 
 
 Counts = dict[int, float]  # per worker pid

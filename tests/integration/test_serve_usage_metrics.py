@@ -98,7 +98,7 @@ async def test_usage_counts_every_admitted_request_exactly_once(
             lambda i: clients[i].get(WHOAMI, headers=headers), 300, concurrency=20
         )
     assert Counter(o.status for o in outcomes) == {200: 300}
-    await wait_for_usage(database, issued.record.id, 300)
+    await wait_for_usage(server, database, issued.record.id, 300)
     for calls in (1, 2):  # each usage call counts too, once flushed
         # A new connection each time: an idle one may meet uvicorn's keep-alive limit on reuse.
         async with (
@@ -108,7 +108,7 @@ async def test_usage_counts_every_admitted_request_exactly_once(
             usage = (await fresh[0].get(USAGE, headers=headers)).json()
         shown = 300 + calls - 1
         assert (usage["total"], sum(m["count"] for m in usage["minutes"])) == (shown, shown)
-        await wait_for_usage(database, issued.record.id, 300 + calls)
+        await wait_for_usage(server, database, issued.record.id, 300 + calls)
 
 
 @pytest.mark.slow
@@ -131,7 +131,7 @@ async def test_usage_stays_exact_when_a_worker_is_killed_before_the_flush(
         os.kill(victim, signal.SIGKILL)
         await replacement_of(server, old, victim)
         assert await stored_usage(database, issued.record.id) == 0
-    await wait_for_usage(database, issued.record.id, 300)
+    await wait_for_usage(server, database, issued.record.id, 300)
 
 
 async def served_by_every_worker(

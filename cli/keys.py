@@ -19,7 +19,7 @@ from service.keys.events import RedisKeyChangePublisher
 from service.keys.format import KeyFormat
 from service.keys.record import KeyRecord
 from service.keys.schemas import key_json
-from service.keys.service import MAX_BULK_KEYS, IssuedKey, MintedKey
+from service.keys.service import MAX_BULK_KEYS, IssuedKey
 from service.resources import open_admin
 
 app = typer.Typer(
@@ -94,9 +94,9 @@ def _show_issued(issued: IssuedKey, as_json: bool) -> None:
     console.print(f"key: [bold]{issued.plaintext}[/bold]  (shown once; store it now)")
 
 
-def _print_minted(minted: list[MintedKey]) -> None:
+def _print_minted(minted: list[IssuedKey]) -> None:
     """JSON Lines: a consumer streams 100,000 keys without parsing one huge array."""
-    typer.echo("\n".join(json.dumps({"id": str(m.id), "key": m.plaintext}) for m in minted))
+    typer.echo("\n".join(json.dumps({"id": str(m.record.id), "key": m.plaintext}) for m in minted))
 
 
 @app.command()
@@ -113,30 +113,14 @@ def create(
     """Create a key and print it once (`--count N --json`: N keys, one JSON line each)."""
     expires = parse_duration(expires_in) if expires_in else None
     scope_list = [s.strip() for s in scopes.split(",") if s.strip()]
-    if count is not None:
-        if not as_json:
-            fail("--count prints the keys as JSON lines: add --json", EXIT_USAGE)
-        minted = _run(
-            ctx,
-            lambda tools: service.create_keys(
-                session=tools.session,
-                key_format=tools.key_format,
-                count=count,
-                name=name,
-                owner=owner,
-                scopes=scope_list,
-                rate_limit=rate_limit,
-                expires_in=expires,
-                listener=tools.listener,
-            ),
-        )
-        _print_minted(minted)
-        return
+    if count is not None and not as_json:
+        fail("--count prints the keys as JSON lines: add --json", EXIT_USAGE)
     issued = _run(
         ctx,
-        lambda tools: service.create_key(
+        lambda tools: service.create_keys(
             session=tools.session,
             key_format=tools.key_format,
+            count=1 if count is None else count,
             name=name,
             owner=owner,
             scopes=scope_list,
@@ -145,7 +129,10 @@ def create(
             listener=tools.listener,
         ),
     )
-    _show_issued(issued, as_json)
+    if count is None:
+        _show_issued(issued[0], as_json)
+    else:
+        _print_minted(issued)
 
 
 @app.command("list")

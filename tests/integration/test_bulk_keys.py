@@ -51,12 +51,12 @@ async def test_2500_keys_are_three_inserts_and_each_is_stored_with_its_hash(
     assert len({key.plaintext for key in minted}) == 2500
     assert all(key_format.is_well_formed(key.plaintext) for key in minted)
     stored = await stored_by_id(session, owner)
-    assert set(stored) == {key.id for key in minted}
+    assert set(stored) == {key.record.id for key in minted}
     for key in minted:
-        row = stored[key.id]
+        row = stored[key.record.id]
         assert row.key_hash == key_format.hash(key.plaintext)
         assert row.display_prefix == key_format.display_prefix(key.plaintext)
-    row = stored[minted[-1].id]
+    row = stored[minted[-1].record.id]
     assert (row.name, row.scopes, row.rate_limit) == ("load test", ["admin", "read"], "100/minute")
     assert row.expires_at is not None
     assert timedelta(hours=1) <= row.expires_at - before <= timedelta(hours=1, seconds=30)

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from service.config import Settings
-from service.errors import DatabaseUnavailable
+from service.errors import DatabaseUnavailable, InvalidInput
 from service.metrics.pool import InstrumentedAsyncQueuePool, instrument_engine
 from service.metrics.registry import Metrics
 
@@ -32,9 +32,18 @@ _UNAVAILABLE_SQLSTATES = {
 }
 
 
+# Text PostgreSQL cannot hold (a NUL character in a name or a query parameter): the client's
+# input, whatever field it came in, so a 4xx rather than a 500.
+_UNSTORABLE_TEXT = {"22021", "22P05"}
+
+
+def _sqlstate(exc: sa_exc.DBAPIError) -> str:
+    return str(getattr(exc.orig, "sqlstate", None) or "")
+
+
 def unavailable_reason(exc: sa_exc.DBAPIError) -> str | None:
     """Why the database cannot serve, when `exc` says so; None for any other database error."""
-    sqlstate = str(getattr(exc.orig, "sqlstate", None) or "")
+    sqlstate = _sqlstate(exc)
     for prefix, reason in _UNAVAILABLE_SQLSTATES.items():
         if sqlstate.startswith(prefix):
             return reason
@@ -92,6 +101,8 @@ class Database:
         except _UNAVAILABLE as exc:
             raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
         except sa_exc.DBAPIError as exc:
+            if _sqlstate(exc) in _UNSTORABLE_TEXT:
+                raise InvalidInput("text must not contain NUL characters") from exc
             reason = unavailable_reason(exc)
             if reason is None:
                 raise

@@ -522,3 +522,31 @@ async def _first_refusal(client: httpx.AsyncClient, key: str) -> float:
             return refused_at
         await asyncio.sleep(0.02)
     raise AssertionError("the revoke was not seen within 60 s")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/v1/admin/keys?owner=%00", None),
+        ("POST", "/v1/admin/keys", {"name": "a\u0000b"}),
+        ("POST", "/v1/admin/keys", {"name": "ok", "owner": "\u0000"}),
+    ],
+)
+async def test_a_nul_character_is_a_validation_error_and_stores_nothing(
+    client: httpx.AsyncClient,
+    admin_key: str,
+    database: Database,
+    method: str,
+    path: str,
+    body: dict[str, str] | None,
+) -> None:
+    """PostgreSQL cannot hold NUL in text: whichever field carries it, the client gets a 4xx."""
+    before = await _key_count(database)
+    response = await client.request(method, path, json=body, headers=key_header(admin_key))
+    assert_problem(response, 422, "VALIDATION_ERROR")
+    assert await _key_count(database) == before
+
+
+async def _key_count(database: Database) -> int:
+    async with database.get_session() as session:
+        return int(await session.scalar(text("SELECT count(*) FROM api_keys")) or 0)

@@ -117,23 +117,27 @@ class UsageFlusher:
     async def read(self, key_ids: Sequence[str]) -> FlushPlan:
         """Read the counters and plan what they still need stored and dropped.
 
-        Redis's clock is read first, in the same script: a minute over before the read cannot
-        have grown since. The minute before the current one stays too, as margin for clock skew
-        between shards.
+        The script reads Redis's clock with the counters, at one instant: a minute over by then
+        cannot grow afterwards (but for a late hand-over of deferred usage, which the clean-up
+        keeps). The minute before the current one stays too, as margin for clock skew between
+        shards.
         """
         keys = [self._keyspace.usage(key_id) for key_id in key_ids]
         seconds, *fields = await self._read_script(keys=keys)
         final_before = seconds - seconds % 60 - 60
+        await asyncio.sleep(0)  # requests waiting on this worker go between parse and plan
         return self._stored.plan(key_ids, fields, final_before)
 
     async def store(self, plan: FlushPlan) -> None:
+        """Write the plan's rows in one commit (none: no session at all), then remember them."""
         if plan.key_ids:
             async with self._database.get_session() as session:
                 await record_usage(session=session, plan=plan)
         self._stored.remember(plan)
 
     async def forget_final(self, plan: FlushPlan) -> None:
-        """Drop minutes that are stored and can no longer grow (call only after `store`)."""
+        """Drop minutes that are stored and can no longer grow, each only while it still holds
+        the count read (call only after `store`)."""
         if not plan.final:
             return
         keys = [self._keyspace.usage(key_id) for key_id in plan.final]

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 logger = logging.getLogger("gatekey.usage")
 
 # Keys remembered at most; past it, a new key is written on every flush as if never stored.
-# About 250 bytes each: at most ~25 MB, and only while that many keys are in use at once.
-MAX_REMEMBERED_KEYS = 100_000
+# About 400 bytes each: at most ~20 MB, and only while that many keys are in use at once.
+MAX_REMEMBERED_KEYS = 50_000
 
 
 @dataclass(slots=True)
@@ -58,7 +58,7 @@ class StoredCounts:
         plan = FlushPlan()
         for key_id, flat in zip(key_ids, fields, strict=True):
             stored = self._by_key.get(key_id)
-            # Checked once per key remembered: an id that is not a UUID is never remembered.
+            # Checked until remembered: an id that is not a UUID never is, nor is it stored.
             if stored is None and _is_uuid(key_id):
                 stored = {}
             _plan_key(plan, key_id, flat, stored, final_before)
@@ -90,7 +90,7 @@ def _plan_key(
     final_before: int,
 ) -> None:
     """One key's share of the plan; `stored` is None for an id that cannot be an API key, whose
-    minutes are only dropped. One pass, no objects but the ints: it runs for every dirty key."""
+    minutes are only dropped. One pass over the fields: it runs for every dirty key."""
     seen: dict[int, int] = {}
     final: list[int] = []
     newest = 0

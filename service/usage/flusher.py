@@ -3,7 +3,8 @@
 One flusher at a time across processes (a Redis lock that expires, so a killed holder blocks no
 one for long). Counts are absolute and stored with GREATEST, so any step may be replayed: a crash
 between the PostgreSQL commit and the Redis clean-up leaves the claimed set behind, and the next
-flush simply stores the same numbers again.
+flush simply stores the same numbers again. Each process remembers what it stored
+(`StoredCounts`), so a flush writes only the minutes whose count moved.
 """
 
 from __future__ import annotations
@@ -12,10 +13,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -25,20 +23,12 @@ from service.db import Database
 from service.errors import DatabaseUnavailable
 from service.redis import scripts
 from service.redis.keyspace import RedisKeyspace
-from service.usage.repository import MinuteCount
 from service.usage.service import record_usage
+from service.usage.stored import FlushPlan, StoredCounts
 
 logger = logging.getLogger("gatekey.usage")
 # Redis or PostgreSQL out of reach: expected now and then, retried every interval.
 _OUTAGES = (RedisConnectionError, RedisTimeoutError, DatabaseUnavailable, OSError)
-
-
-@dataclass(frozen=True, slots=True)
-class KeyCounts:
-    """One key's counters as read from Redis: minute epoch seconds -> cumulative count."""
-
-    key_id: str
-    minutes: dict[int, int]
 
 
 class UsageFlusher:
@@ -52,7 +42,7 @@ class UsageFlusher:
         interval_s: float,
         keyspace: RedisKeyspace | None = None,
         lock_ttl_s: float | None = None,
-        chunk_size: int = 500,
+        chunk_size: int = 1000,
         on_flush: Callable[[int], None] | None = None,
         on_flush_error: Callable[[], None] | None = None,
         on_pending: Callable[[int], None] | None = None,
@@ -69,7 +59,10 @@ class UsageFlusher:
         self._on_flush_error = on_flush_error
         self._on_pending = on_pending
         self._claim_script = scripts.register(redis, scripts.ScriptName.USAGE_CLAIM)
+        self._read_script = scripts.register(redis, scripts.ScriptName.USAGE_READ)
+        self._forget_script = scripts.register(redis, scripts.ScriptName.USAGE_FORGET)
         self._release_script = scripts.register(redis, scripts.ScriptName.USAGE_RELEASE)
+        self._stored = StoredCounts()
         self.pending_keys = 0
         self._is_failing = False
 
@@ -100,9 +93,9 @@ class UsageFlusher:
                 return None
             for start in range(0, len(key_ids), self._chunk_size):
                 chunk = key_ids[start : start + self._chunk_size]
-                final_before, counts = await self.read_counts(chunk)
-                await self.store(counts)
-                await self.forget_final(counts, final_before)
+                plan = await self.read(chunk)
+                await self.store(plan)
+                await self.forget_final(plan)
             is_complete = True
             return len(key_ids)
         finally:
@@ -121,34 +114,35 @@ class UsageFlusher:
             return None
         return sorted(_text(member) for member in members)
 
-    async def read_counts(self, key_ids: Sequence[str]) -> tuple[int, list[KeyCounts]]:
-        """Read the counters, and the minute (Redis clock) before which they can no longer move.
+    async def read(self, key_ids: Sequence[str]) -> FlushPlan:
+        """Read the counters and plan what they still need stored and dropped.
 
-        The clock is read first: a minute that was over before the read cannot have grown since.
-        The minute before the current one also stays, as margin for clock skew between shards.
+        The script reads Redis's clock with the counters, at one instant: a minute over by then
+        cannot grow afterwards (but for a late hand-over of deferred usage, which the clean-up
+        keeps). The minute before the current one stays too, as margin for clock skew between
+        shards.
         """
-        seconds, _ = await self._redis.time()
+        keys = [self._keyspace.usage(key_id) for key_id in key_ids]
+        seconds, *fields = await self._read_script(keys=keys)
         final_before = seconds - seconds % 60 - 60
-        pipeline = self._redis.pipeline(transaction=False)
-        for key_id in key_ids:
-            pipeline.hgetall(self._keyspace.usage(key_id))
-        hashes = await pipeline.execute()
-        counts = [
-            KeyCounts(key_id, {int(minute): int(count) for minute, count in fields.items()})
-            for key_id, fields in zip(key_ids, hashes, strict=True)
-        ]
-        return final_before, counts
+        await asyncio.sleep(0)  # requests waiting on this worker go between parse and plan
+        return self._stored.plan(key_ids, fields, final_before)
 
-    async def store(self, counts: Sequence[KeyCounts]) -> None:
-        async with self._database.get_session() as session:
-            await record_usage(session=session, counts=to_rows(counts))
+    async def store(self, plan: FlushPlan) -> None:
+        """Write the plan's rows in one commit (none: no session at all), then remember them."""
+        if plan.key_ids:
+            async with self._database.get_session() as session:
+                await record_usage(session=session, plan=plan)
+        self._stored.remember(plan)
 
-    async def forget_final(self, counts: Sequence[KeyCounts], final_before: int) -> None:
-        """Drop minutes that are stored and can no longer grow (call only after `store`)."""
-        pipeline = self._redis.pipeline(transaction=False)
-        for key_id, minutes in final_minutes(counts, final_before).items():
-            pipeline.hdel(self._keyspace.usage(key_id), *minutes)
-        await pipeline.execute()
+    async def forget_final(self, plan: FlushPlan) -> None:
+        """Drop minutes that are stored and can no longer grow, each only while it still holds
+        the count read (call only after `store`)."""
+        if not plan.final:
+            return
+        keys = [self._keyspace.usage(key_id) for key_id in plan.final]
+        args = [value for pairs in plan.final.values() for value in (len(pairs) // 2, *pairs)]
+        await self._forget_script(keys=keys, args=args)
 
     async def _cycle(self) -> None:
         try:
@@ -180,32 +174,5 @@ class UsageFlusher:
         self._is_failing = True
 
 
-def to_rows(counts: Sequence[KeyCounts]) -> list[MinuteCount]:
-    """Rows for PostgreSQL; a key id that is not a UUID cannot be an API key and is skipped."""
-    return [
-        MinuteCount(key_uuid, datetime.fromtimestamp(minute, UTC), count)
-        for key in counts
-        if (key_uuid := _parse_uuid(key.key_id)) is not None
-        for minute, count in sorted(key.minutes.items())
-    ]
-
-
-def final_minutes(counts: Sequence[KeyCounts], final_before: int) -> dict[str, list[int]]:
-    """Per key, the minutes read that started before `final_before` (they cannot grow)."""
-    final = {
-        key.key_id: sorted(minute for minute in key.minutes if minute < final_before)
-        for key in counts
-    }
-    return {key_id: minutes for key_id, minutes in final.items() if minutes}
-
-
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _parse_uuid(key_id: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(key_id)
-    except ValueError:
-        logger.warning("usage_key_id_not_a_uuid", extra={"key_id": key_id})
-        return None

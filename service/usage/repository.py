@@ -3,32 +3,24 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.types import BigInteger, DateTime, Uuid
+from sqlalchemy.types import BigInteger, Uuid
 
 from service.usage.models import ApiKeyUsage
 
-
-@dataclass(frozen=True, slots=True)
-class MinuteCount:
-    key_id: uuid.UUID
-    minute: datetime
-    count: int
-
-
-# Arrays instead of a VALUES list: three parameters whatever the row count. Rows of keys that no
-# longer exist are skipped (a deleted key's counters can outlive it in Redis). GREATEST keeps the
-# write idempotent: counts are absolute, so replaying a flush can never add twice.
+# Arrays instead of a VALUES list: three parameters whatever the row count, and the driver
+# encodes plain lists of strings and integers (no per-row UUID or datetime objects). Rows of keys
+# that no longer exist are skipped (a deleted key's counters can outlive it in Redis). GREATEST
+# keeps the write idempotent: counts are absolute, so replaying a flush can never add twice.
 _UPSERT_COUNTS = text(
     """
     INSERT INTO api_key_usage (key_id, minute, count)
-    SELECT u.key_id, u.minute, u.count
+    SELECT u.key_id, to_timestamp(u.minute), u.count
     FROM unnest(:key_ids, :minutes, :counts) AS u(key_id, minute, count)
     WHERE EXISTS (SELECT 1 FROM api_keys WHERE api_keys.id = u.key_id)
     ORDER BY u.key_id, u.minute
@@ -36,21 +28,22 @@ _UPSERT_COUNTS = text(
     DO UPDATE SET count = GREATEST(api_key_usage.count, EXCLUDED.count)
     """
 ).bindparams(
-    bindparam("key_ids", type_=ARRAY(Uuid())),
-    bindparam("minutes", type_=ARRAY(DateTime(timezone=True))),
+    bindparam("key_ids", type_=ARRAY(Uuid(as_uuid=False))),
+    bindparam("minutes", type_=ARRAY(BigInteger())),
     bindparam("counts", type_=ARRAY(BigInteger())),
 )
 
+# Only `last_used_at`: the trigger that bumps `api_keys.version` ignores that column alone.
 _TOUCH_LAST_USED = text(
     """
-    UPDATE api_keys SET last_used_at = u.minute
+    UPDATE api_keys SET last_used_at = to_timestamp(u.minute)
     FROM unnest(:key_ids, :minutes) AS u(key_id, minute)
     WHERE api_keys.id = u.key_id
-      AND (api_keys.last_used_at IS NULL OR api_keys.last_used_at < u.minute)
+      AND (api_keys.last_used_at IS NULL OR api_keys.last_used_at < to_timestamp(u.minute))
     """
 ).bindparams(
-    bindparam("key_ids", type_=ARRAY(Uuid())),
-    bindparam("minutes", type_=ARRAY(DateTime(timezone=True))),
+    bindparam("key_ids", type_=ARRAY(Uuid(as_uuid=False))),
+    bindparam("minutes", type_=ARRAY(BigInteger())),
 )
 
 
@@ -58,26 +51,22 @@ class ApiKeyUsageRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def upsert_counts(self, rows: Sequence[MinuteCount]) -> None:
-        """Store absolute counts; an existing row keeps the larger of the two."""
-        if not rows:
+    async def upsert_counts(
+        self, key_ids: Sequence[str], minutes: Sequence[int], counts: Sequence[int]
+    ) -> None:
+        """Store absolute counts (rows in parallel columns, minutes in epoch seconds); an
+        existing row keeps the larger of the two."""
+        if not key_ids:
             return
         await self.session.execute(
-            _UPSERT_COUNTS,
-            {
-                "key_ids": [row.key_id for row in rows],
-                "minutes": [row.minute for row in rows],
-                "counts": [row.count for row in rows],
-            },
+            _UPSERT_COUNTS, {"key_ids": key_ids, "minutes": minutes, "counts": counts}
         )
 
-    async def touch_last_used(self, latest: Mapping[uuid.UUID, datetime]) -> None:
-        """`last_used_at = GREATEST(last_used_at, latest)`, written only where it moves forward."""
-        if not latest:
+    async def touch_last_used(self, key_ids: Sequence[str], minutes: Sequence[int]) -> None:
+        """`last_used_at = GREATEST(last_used_at, minute)`, written only where it moves forward."""
+        if not key_ids:
             return
-        await self.session.execute(
-            _TOUCH_LAST_USED, {"key_ids": list(latest), "minutes": list(latest.values())}
-        )
+        await self.session.execute(_TOUCH_LAST_USED, {"key_ids": key_ids, "minutes": minutes})
 
     async def minutes_since(self, key_id: uuid.UUID, since: datetime) -> list[tuple[datetime, int]]:
         statement = (

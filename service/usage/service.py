@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.usage.repository import ApiKeyUsageRepository, MinuteCount
+from service.usage.repository import ApiKeyUsageRepository
+from service.usage.stored import FlushPlan
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,18 +26,9 @@ async def get_usage(*, session: AsyncSession, key_id: uuid.UUID, since: datetime
     return UsageSummary(total=sum(count for _, count in minutes), minutes=minutes)
 
 
-async def record_usage(*, session: AsyncSession, counts: Sequence[MinuteCount]) -> None:
-    """Store absolute per-minute counts and move `last_used_at` forward, in one commit."""
+async def record_usage(*, session: AsyncSession, plan: FlushPlan) -> None:
+    """Store a flush's absolute per-minute counts and move `last_used_at` forward, in one commit."""
     repository = ApiKeyUsageRepository(session)
-    await repository.upsert_counts(counts)
-    await repository.touch_last_used(latest_minutes(counts))
+    await repository.upsert_counts(plan.key_ids, plan.minutes, plan.counts)
+    await repository.touch_last_used(plan.used_key_ids, plan.used_minutes)
     await session.commit()
-
-
-def latest_minutes(counts: Sequence[MinuteCount]) -> dict[uuid.UUID, datetime]:
-    """Each key's most recent minute: its new `last_used_at` candidate."""
-    latest: dict[uuid.UUID, datetime] = {}
-    for row in counts:
-        if row.key_id not in latest or latest[row.key_id] < row.minute:
-            latest[row.key_id] = row.minute
-    return latest

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis.asyncio as aioredis
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, text
 
 from service.config import Settings
 from service.db import Database
@@ -18,6 +18,7 @@ from service.harness.processes import wait_until_async
 from service.keys.models import ApiKey
 from service.ratelimit.limiter import RateLimiter, create_limiter
 from service.ratelimit.policy import RateLimitPolicy
+from service.redis import scripts
 from service.redis.client import create_redis
 from service.redis.keyspace import RedisKeyspace
 from service.usage.flusher import UsageFlusher
@@ -121,18 +122,33 @@ async def test_flush_stores_exactly_the_admitted_hits_and_is_idempotent(rig: Usa
     assert not await rig.client.exists(rig.keyspace.processing, rig.keyspace.flush_lock)
 
 
-async def test_a_crash_after_the_commit_never_double_counts(rig: UsageRig) -> None:
+async def minute_now(client: aioredis.Redis) -> int:
+    """The current minute by Redis's clock, as the limiter's script counts it."""
+    seconds, _ = await client.time()
+    return int(seconds - seconds % 60)
+
+
+@pytest.mark.parametrize("last_step", ["read", "store", "forget_final"])
+async def test_a_flusher_killed_after_any_step_loses_and_doubles_nothing(
+    rig: UsageRig, last_step: str
+) -> None:
     key_id = rig.key_ids[0]
+    old = await minute_now(rig.client) - 300  # five minutes ago: final, dropped once stored
+    await rig.client.hset(rig.keyspace.usage(key_id), str(old), 7)
     assert await rig.hits(key_id, 40) == 40
-    # A worker claims and commits, then is SIGKILLed: lock and processing set stay behind. The
-    # lock is set to outlive any slowness of the host; its expiry is then brought forward.
+    # A worker gets this far, then is SIGKILLed: lock and processing set stay behind. The lock
+    # is set to outlive any slowness of the host; its expiry is then brought forward.
     crashed = rig.flusher()
     assert await rig.client.set(rig.keyspace.flush_lock, "dead-worker", px=600_000)
     claimed = await crashed.claim("dead-worker")
     assert claimed == [key_id]
-    _, counts = await crashed.read_counts(claimed)
-    await crashed.store(counts)
-    assert await rig.stored(key_id) == 40
+    plan = await crashed.read(claimed)  # changes nothing outside the process
+    if last_step != "read":
+        await crashed.store(plan)
+        assert await rig.stored(key_id) == 47
+    if last_step == "forget_final":
+        await crashed.forget_final(plan)
+        assert not await rig.client.hexists(rig.keyspace.usage(key_id), str(old))
 
     assert await rig.hits(key_id, 25) == 25  # marked dirty again meanwhile
     survivor = rig.flusher()
@@ -144,10 +160,79 @@ async def test_a_crash_after_the_commit_never_double_counts(rig: UsageRig) -> No
 
     await wait_until_async(lock_expired, what="the dead worker's lock to expire")
     assert await survivor.flush() == 1
-    assert await rig.stored(key_id) == 65
+    assert await rig.stored(key_id) == 72
     assert await survivor.flush() == 0
-    assert await rig.stored(key_id) == 65
+    assert await rig.stored(key_id) == 72
+    assert not await rig.client.hexists(rig.keyspace.usage(key_id), str(old))
     assert not await rig.client.exists(rig.keyspace.processing, rig.keyspace.dirty)
+
+
+async def test_the_read_script_returns_every_counter_exactly(rig: UsageRig) -> None:
+    busy, three_minutes, _ = rig.key_ids
+    assert await rig.hits(busy, 37) == 37
+    current = await minute_now(rig.client)
+    spread = {current - 600: 5, current - 60: 11, current: 2}
+    pairs = [value for item in spread.items() for value in item]
+    await rig.client.hset(rig.keyspace.usage(three_minutes), items=pairs)
+    read = scripts.register(rig.client, scripts.ScriptName.USAGE_READ)
+
+    clock, *fields = await read(keys=[rig.keyspace.usage(k) for k in rig.key_ids])
+    assert current <= clock < current + 120
+    assert [len(f) for f in fields] == [2, 6, 0]
+    assert sum(int(count) for count in fields[0][1::2]) == 37
+    assert dict(zip(map(int, fields[1][::2]), map(int, fields[1][1::2]), strict=True)) == spread
+
+
+async def test_a_count_that_arrives_after_the_read_is_not_dropped(rig: UsageRig) -> None:
+    """A late hand-over of deferred usage into a final minute, between read and clean-up."""
+    key_id = rig.key_ids[0]
+    old = await minute_now(rig.client) - 300
+    await rig.client.hset(rig.keyspace.usage(key_id), str(old), 7)
+    flusher = rig.flusher()
+    plan = await flusher.read([key_id])
+    await flusher.store(plan)
+    await rig.client.hincrby(rig.keyspace.usage(key_id), str(old), 2)
+    await rig.client.sadd(rig.keyspace.dirty, key_id)
+    await flusher.forget_final(plan)
+    assert await rig.client.hget(rig.keyspace.usage(key_id), str(old)) == b"9"
+    assert await flusher.flush() == 1
+    assert await rig.stored(key_id) == 9
+    assert not await rig.client.exists(rig.keyspace.usage(key_id))
+
+
+async def test_a_flush_rewrites_only_the_minutes_that_moved(rig: UsageRig) -> None:
+    key_id = rig.key_ids[0]
+    current = await minute_now(rig.client)
+    usage = rig.keyspace.usage(key_id)
+    await rig.client.hset(usage, mapping={str(current - 60): 7, str(current): 1})
+    await rig.client.sadd(rig.keyspace.dirty, key_id)
+    flusher = rig.flusher()
+    assert await flusher.flush() == 1
+    before = await row_versions(rig, key_id)
+
+    await rig.client.hincrby(usage, str(current), 4)
+    await rig.client.sadd(rig.keyspace.dirty, key_id)
+    assert await flusher.flush() == 1
+    after = await row_versions(rig, key_id)
+    assert await rig.stored(key_id) == 12
+    # A new row version only for the minute that moved; `last_used_at` had nowhere to go.
+    assert (after["previous"], after["key"]) == (before["previous"], before["key"])
+    assert after["current"] != before["current"]
+
+
+async def row_versions(rig: UsageRig, key_id: str) -> dict[str, int]:
+    """The transaction that last wrote each row (PostgreSQL's `xmin`): a rewrite changes it."""
+    async with rig.database.get_session() as session:
+        minutes = await session.execute(
+            text("SELECT xmin::text::bigint FROM api_key_usage WHERE key_id = :id ORDER BY minute"),
+            {"id": uuid.UUID(key_id)},
+        )
+        key = await session.scalar(
+            text("SELECT xmin::text::bigint FROM api_keys WHERE id = :id"),
+            {"id": uuid.UUID(key_id)},
+        )
+    previous, current = minutes.scalars()
+    return {"previous": previous, "current": current, "key": int(key or 0)}
 
 
 async def test_final_minutes_leave_redis_once_stored(rig: UsageRig) -> None:

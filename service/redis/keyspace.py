@@ -48,6 +48,11 @@ class RedisKeyspace:
     def flush_lock(self) -> str:
         return f"{self.namespace}:{{usage}}:lock"
 
+    @property
+    def flushed(self) -> str:
+        """String: set by a complete flush, expiring after the flush interval."""
+        return f"{self.namespace}:{{usage}}:flushed"
+
     def directory(self, key_hash: str) -> str:
         """String: the key directory's entry for a key hash, `<version>|<record JSON>`."""
         return f"{self.namespace}:keydir:{key_hash}"

@@ -54,6 +54,8 @@ class UsageFlusher:
         # Long enough for a slow flush, short enough that a SIGKILLed holder delays the next
         # flush by seconds; an expired holder cannot do harm, its Redis steps are fenced.
         self._lock_ttl_ms = int(1000 * (lock_ttl_s or max(5.0, 3 * interval_s)))
+        # Shorter than the interval, so the process that flushed last finds it gone next time.
+        self._flushed_ttl_ms = max(1, int(900 * interval_s))
         self._chunk_size = chunk_size
         self._on_flush = on_flush
         self._on_flush_error = on_flush_error
@@ -69,17 +71,23 @@ class UsageFlusher:
     async def run(self, stop_event: asyncio.Event) -> None:
         """Flush every interval until `stop_event` is set, then once more and return.
 
-        The last flush starts after the stop, so whatever was counted before it is claimed by
-        this flusher or by the one holding the lock at that moment (which flushes again too).
+        A periodic flush is skipped when any process completed one within the interval: however
+        many workers, the keys are flushed about once per interval, not once per worker. The
+        last flush starts after the stop, unconditionally, so whatever was counted before it is
+        claimed by this flusher or by the one holding the lock at that moment (which flushes
+        again too).
         """
         while not stop_event.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop_event.wait(), timeout=self._interval_s)
-            await self._cycle()
+            await self._cycle(unless_recent=True)
         await self._cycle()
 
-    async def flush(self) -> int | None:
-        """One flush; the number of keys flushed, or None when another process holds the lock."""
+    async def flush(self, *, unless_recent: bool = False) -> int | None:
+        """One flush; the number of keys flushed, or None when another process holds the lock
+        or (`unless_recent`) completed a flush within the interval."""
+        if unless_recent and await self._redis.exists(self._keyspace.flushed):
+            return None
         token = secrets.token_hex(16)
         acquired = await self._redis.set(
             self._keyspace.flush_lock, token, nx=True, px=self._lock_ttl_ms
@@ -100,8 +108,8 @@ class UsageFlusher:
             return len(key_ids)
         finally:
             await self._release_script(
-                keys=[self._keyspace.flush_lock, self._keyspace.processing],
-                args=[token, "1" if is_complete else "0"],
+                keys=[self._keyspace.flush_lock, self._keyspace.processing, self._keyspace.flushed],
+                args=[token, "1" if is_complete else "0", self._flushed_ttl_ms],
             )
 
     async def claim(self, token: str) -> list[str] | None:
@@ -144,9 +152,9 @@ class UsageFlusher:
         args = [value for pairs in plan.final.values() for value in (len(pairs) // 2, *pairs)]
         await self._forget_script(keys=keys, args=args)
 
-    async def _cycle(self) -> None:
+    async def _cycle(self, *, unless_recent: bool = False) -> None:
         try:
-            flushed = await self.flush()
+            flushed = await self.flush(unless_recent=unless_recent)
         except Exception as error:  # a background loop must outlive Redis and PostgreSQL outages
             self._log_failure(error)
             if self._on_flush_error is not None:

@@ -61,12 +61,13 @@ class UsageRig:
         *,
         on_flush: Callable[[int], None] | None = None,
         on_pending: Callable[[int], None] | None = None,
+        interval_s: float = 0.1,
     ) -> UsageFlusher:
-        """A flusher as each worker runs one, every 0.1 s."""
+        """A flusher as each worker runs one, every 0.1 s unless told."""
         return UsageFlusher(
             self.client,
             self.database,
-            interval_s=0.1,
+            interval_s=interval_s,
             keyspace=self.keyspace,
             on_flush=on_flush,
             on_pending=on_pending,
@@ -258,6 +259,25 @@ async def test_final_minutes_leave_redis_once_stored(rig: UsageRig) -> None:
         )
     assert everything.minutes[0] == (datetime.fromtimestamp(old, UTC), 7)
     assert (everything.total, recent.total) == (10, 3)
+
+
+async def test_a_periodic_flush_skips_when_another_process_has_just_flushed(
+    rig: UsageRig,
+) -> None:
+    key_id = rig.key_ids[0]
+    # An interval no test outlasts: the marker a complete flush leaves stays until removed.
+    first, second = (rig.flusher(interval_s=600) for _ in range(2))
+    assert await rig.hits(key_id, 3) == 3
+    assert await first.flush(unless_recent=True) == 1
+    assert await rig.hits(key_id, 4) == 4
+    assert await second.flush(unless_recent=True) is None
+    assert await first.flush(unless_recent=True) is None  # the one that flushed waits as well
+    assert await second.flush() == 1  # the last flush before a stop never waits
+    assert await rig.stored(key_id) == 7
+    assert await rig.hits(key_id, 5) == 5
+    assert await rig.client.delete(rig.keyspace.flushed) == 1  # ...as if the interval passed
+    assert await second.flush(unless_recent=True) == 1
+    assert await rig.stored(key_id) == 12
 
 
 async def test_flushers_in_several_workers_store_each_hit_once(rig: UsageRig) -> None:

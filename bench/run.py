@@ -116,6 +116,9 @@ def _gatekey_keys(args: argparse.Namespace, scratch: Path, count: int) -> Plan:
         "DATABASE_URL": args.database_url,
         "REDIS_URL": args.redis_url,
         "RATE_LIMIT_BACKEND": "redis",
+        # Its own namespace, removed after the run: 100,000 keys leave limiter, usage and
+        # directory entries that would otherwise outlive the run in a shared Redis.
+        "REDIS_NAMESPACE": BENCH_NAMESPACE,
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
     }
     cli_env = {**os.environ, **env}
@@ -260,6 +263,16 @@ def _caption(args: argparse.Namespace) -> str:
     )
 
 
+BENCH_NAMESPACE = "gkbench"
+
+
+def _forget_namespace(redis_url: str) -> None:
+    with redis.Redis.from_url(redis_url) as client:
+        names = list(client.scan_iter(f"{BENCH_NAMESPACE}:*", count=10_000))
+        for start in range(0, len(names), 10_000):
+            client.delete(*names[start : start + 10_000])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
     if wrk_path() is None:
@@ -282,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             if GATEKEY in args.only.split(","):
                 asyncio.run(BenchDatabase(args.database_url).drop())
+                _forget_namespace(args.redis_url)
     checks = judge(results, exact)
     report.render(console, results, checks, _caption(args))
     settings = {k: v for k, v in vars(args).items() if k not in ("json", "profile")}

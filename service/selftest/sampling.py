@@ -90,12 +90,20 @@ class Sampler:
         return samples
 
     async def settle(self, timeout_s: float) -> Sample:
-        """The first sample with no checked-out connection and no idle transaction, or the last
-        one taken when `timeout_s` passes (in-flight requests and usage flushes get time to end)."""
+        """The first sample with no checked-out connection and no idle transaction; when
+        `timeout_s` passes first, the quietest one taken (in-flight requests and the workers'
+        background reads and flushes hold connections for moments: what is held in every sample
+        is what leaked)."""
         deadline = time.monotonic() + timeout_s
+        quietest: Sample | None = None
         while True:
             sample = await self.sample()
-            quiet = sample.pool_checked_out == 0 and sample.db.idle_in_transaction == 0
-            if quiet or time.monotonic() >= deadline:
-                return sample
+            held = (sample.pool_checked_out, sample.db.idle_in_transaction)
+            if quietest is None or held < (
+                quietest.pool_checked_out,
+                quietest.db.idle_in_transaction,
+            ):
+                quietest = sample
+            if held == (0, 0) or time.monotonic() >= deadline:
+                return quietest
             await asyncio.sleep(SAMPLE_INTERVAL_S)

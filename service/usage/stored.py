@@ -22,9 +22,11 @@ class FlushPlan:
     `key_ids`/`minutes`/`counts`: the rows to upsert (minute epoch seconds, absolute count);
     `used_key_ids`/`used_minutes`: keys whose newest minute moved, for `last_used_at`; `final`:
     per key, the minute, count pairs read that can no longer grow, to drop once stored; `seen`:
-    per key, the counts of the other minutes, stored once the plan is.
+    per key, the counts of the other minutes, stored once the plan is; `keys_read`: how many
+    keys it covers.
     """
 
+    keys_read: int = 0
     key_ids: list[str] = field(default_factory=list)
     minutes: list[int] = field(default_factory=list)
     counts: list[int] = field(default_factory=list)
@@ -55,7 +57,7 @@ class StoredCounts:
     ) -> FlushPlan:
         """The work the counters read (per key, flat minute, count pairs) still need done."""
         self._trim(final_before)
-        plan = FlushPlan()
+        plan = FlushPlan(keys_read=len(key_ids))
         for key_id, flat in zip(key_ids, fields, strict=True):
             stored = self._by_key.get(key_id)
             # Checked until remembered: an id that is not a UUID never is, nor is it stored.

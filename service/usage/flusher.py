@@ -137,10 +137,10 @@ class UsageFlusher:
         shards.
         """
         keys = [self._keyspace.usage(key_id) for key_id in key_ids]
-        seconds, *fields = await self._read_script(keys=keys, args=[self._read_budget])
+        seconds, *hashes = await self._read_script(keys=keys, args=[self._read_budget])
         final_before = seconds - seconds % 60 - 60
         await asyncio.sleep(0)  # requests waiting on this worker go between parse and plan
-        return self._stored.plan(key_ids[: len(fields)], fields, final_before)
+        return self._stored.plan(key_ids[: len(hashes)], hashes, final_before)
 
     async def store(self, plan: FlushPlan) -> None:
         """Write the plan's rows in one commit (none: no session at all), then remember them."""

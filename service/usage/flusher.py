@@ -43,6 +43,7 @@ class UsageFlusher:
         keyspace: RedisKeyspace | None = None,
         lock_ttl_s: float | None = None,
         chunk_size: int = 1000,
+        read_budget: int = 20_000,
         on_flush: Callable[[int], None] | None = None,
         on_flush_error: Callable[[], None] | None = None,
         on_pending: Callable[[int], None] | None = None,
@@ -56,7 +57,10 @@ class UsageFlusher:
         self._lock_ttl_ms = int(1000 * (lock_ttl_s or max(5.0, 3 * interval_s)))
         # Shorter than the interval, so the process that flushed last finds it gone next time.
         self._flushed_ttl_ms = max(1, int(900 * interval_s))
+        # Keys per read, and fields after which a read stops early: a hash holds ~2 minutes
+        # (4 fields) when flushes keep up, so the budget only bites on a backlog.
         self._chunk_size = chunk_size
+        self._read_budget = read_budget
         self._on_flush = on_flush
         self._on_flush_error = on_flush_error
         self._on_pending = on_pending
@@ -99,11 +103,12 @@ class UsageFlusher:
             key_ids = await self.claim(token)
             if key_ids is None:
                 return None
-            for start in range(0, len(key_ids), self._chunk_size):
-                chunk = key_ids[start : start + self._chunk_size]
-                plan = await self.read(chunk)
+            done = 0
+            while done < len(key_ids):
+                plan = await self.read(key_ids[done : done + self._chunk_size])
                 await self.store(plan)
                 await self.forget_final(plan)
+                done += plan.keys_read
             is_complete = True
             return len(key_ids)
         finally:
@@ -123,7 +128,8 @@ class UsageFlusher:
         return sorted(_text(member) for member in members)
 
     async def read(self, key_ids: Sequence[str]) -> FlushPlan:
-        """Read the counters and plan what they still need stored and dropped.
+        """Read the counters of the first keys (all, unless the read budget is spent) and
+        plan what they still need stored and dropped.
 
         The script reads Redis's clock with the counters, at one instant: a minute over by then
         cannot grow afterwards (but for a late hand-over of deferred usage, which the clean-up
@@ -131,10 +137,10 @@ class UsageFlusher:
         shards.
         """
         keys = [self._keyspace.usage(key_id) for key_id in key_ids]
-        seconds, *fields = await self._read_script(keys=keys)
+        seconds, *hashes = await self._read_script(keys=keys, args=[self._read_budget])
         final_before = seconds - seconds % 60 - 60
         await asyncio.sleep(0)  # requests waiting on this worker go between parse and plan
-        return self._stored.plan(key_ids, fields, final_before)
+        return self._stored.plan(key_ids[: len(hashes)], hashes, final_before)
 
     async def store(self, plan: FlushPlan) -> None:
         """Write the plan's rows in one commit (none: no session at all), then remember them."""

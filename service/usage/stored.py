@@ -22,9 +22,11 @@ class FlushPlan:
     `key_ids`/`minutes`/`counts`: the rows to upsert (minute epoch seconds, absolute count);
     `used_key_ids`/`used_minutes`: keys whose newest minute moved, for `last_used_at`; `final`:
     per key, the minute, count pairs read that can no longer grow, to drop once stored; `seen`:
-    per key, the counts of the other minutes, stored once the plan is.
+    per key, the counts of the other minutes, stored once the plan is; `keys_read`: how many
+    keys it covers.
     """
 
+    keys_read: int = 0
     key_ids: list[str] = field(default_factory=list)
     minutes: list[int] = field(default_factory=list)
     counts: list[int] = field(default_factory=list)
@@ -50,18 +52,17 @@ class StoredCounts:
     def __len__(self) -> int:
         return len(self._by_key)
 
-    def plan(
-        self, key_ids: Sequence[str], fields: Sequence[Sequence[bytes]], final_before: int
-    ) -> FlushPlan:
-        """The work the counters read (per key, flat minute, count pairs) still need done."""
+    def plan(self, key_ids: Sequence[str], hashes: Sequence[bytes], final_before: int) -> FlushPlan:
+        """The work the counters read still need done; `hashes` holds each key's usage hash as
+        the read script returns it: `minute count minute count ...`."""
         self._trim(final_before)
-        plan = FlushPlan()
-        for key_id, flat in zip(key_ids, fields, strict=True):
+        plan = FlushPlan(keys_read=len(key_ids))
+        for key_id, usage in zip(key_ids, hashes, strict=True):
             stored = self._by_key.get(key_id)
             # Checked until remembered: an id that is not a UUID never is, nor is it stored.
             if stored is None and _is_uuid(key_id):
                 stored = {}
-            _plan_key(plan, key_id, flat, stored, final_before)
+            _plan_key(plan, key_id, usage, stored, final_before)
         return plan
 
     def remember(self, plan: FlushPlan) -> None:
@@ -85,7 +86,7 @@ class StoredCounts:
 def _plan_key(
     plan: FlushPlan,
     key_id: str,
-    flat: Sequence[bytes],
+    usage: bytes,
     stored: dict[int, int] | None,
     final_before: int,
 ) -> None:
@@ -94,7 +95,8 @@ def _plan_key(
     seen: dict[int, int] = {}
     final: list[int] = []
     newest = 0
-    for minute_text, count_text in zip(flat[::2], flat[1::2], strict=True):
+    fields = usage.split()
+    for minute_text, count_text in zip(fields[::2], fields[1::2], strict=True):
         minute, count = int(minute_text), int(count_text)
         if minute < final_before:
             final += (minute, count)

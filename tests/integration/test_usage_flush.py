@@ -168,6 +168,11 @@ async def test_a_flusher_killed_after_any_step_loses_and_doubles_nothing(
     assert not await rig.client.exists(rig.keyspace.processing, rig.keyspace.dirty)
 
 
+def as_counts(usage: bytes) -> dict[int, int]:
+    fields = usage.split()
+    return dict(zip(map(int, fields[::2]), map(int, fields[1::2]), strict=True))
+
+
 async def test_the_read_script_returns_every_counter_exactly(rig: UsageRig) -> None:
     busy, three_minutes, _ = rig.key_ids
     assert await rig.hits(busy, 37) == 37
@@ -176,12 +181,36 @@ async def test_the_read_script_returns_every_counter_exactly(rig: UsageRig) -> N
     pairs = [value for item in spread.items() for value in item]
     await rig.client.hset(rig.keyspace.usage(three_minutes), items=pairs)
     read = scripts.register(rig.client, scripts.ScriptName.USAGE_READ)
+    keys = [rig.keyspace.usage(k) for k in rig.key_ids]
 
-    clock, *fields = await read(keys=[rig.keyspace.usage(k) for k in rig.key_ids])
+    clock, *hashes = await read(keys=keys, args=[1000])
     assert current <= clock < current + 120
-    assert [len(f) for f in fields] == [2, 6, 0]
-    assert sum(int(count) for count in fields[0][1::2]) == 37
-    assert dict(zip(map(int, fields[1][::2]), map(int, fields[1][1::2]), strict=True)) == spread
+    assert sum(as_counts(hashes[0]).values()) == 37
+    assert as_counts(hashes[1]) == spread
+    assert hashes[2] == b""
+    # Once the budget is spent no further key is read; the first always is.
+    _, *first_only = await read(keys=keys, args=[1])
+    assert first_only == hashes[:1]
+
+
+async def test_a_backlog_of_long_hashes_is_read_a_few_keys_at_a_time(rig: UsageRig) -> None:
+    current = await minute_now(rig.client)
+    backlog = {current - 60 * (i + 2): i + 1 for i in range(30)}  # 30 final minutes each
+    pairs = [value for item in backlog.items() for value in item]
+    for key_id in rig.key_ids:
+        await rig.client.hset(rig.keyspace.usage(key_id), items=pairs)
+        await rig.client.sadd(rig.keyspace.dirty, key_id)
+    assert await rig.hits(rig.key_ids[0], 9) == 9
+    # Every hash outgrows a budget of one field: each read takes a single key.
+    flusher = UsageFlusher(
+        rig.client, rig.database, interval_s=0.1, keyspace=rig.keyspace, read_budget=1
+    )
+    assert await flusher.flush() == 3
+    total = sum(backlog.values())
+    assert [await rig.stored(k) for k in rig.key_ids] == [total + 9, total, total]
+    left = await rig.client.hkeys(rig.keyspace.usage(rig.key_ids[0]))
+    assert all(int(minute) >= current - 60 for minute in left)  # the final ones went
+    assert not await rig.client.exists(*(rig.keyspace.usage(k) for k in rig.key_ids[1:]))
 
 
 async def test_a_count_that_arrives_after_the_read_is_not_dropped(rig: UsageRig) -> None:

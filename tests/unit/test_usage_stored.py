@@ -13,9 +13,9 @@ MINUTE = 1_795_622_880  # a minute boundary (epoch seconds)
 CUT = MINUTE - 60  # the flusher's cut while MINUTE is current: older minutes are final
 
 
-def fields(counts: dict[int, int]) -> list[bytes]:
-    """A usage hash as the read script returns it: flat minute, count pairs."""
-    return [str(value).encode() for item in counts.items() for value in item]
+def fields(counts: dict[int, int]) -> bytes:
+    """A usage hash as the read script returns it: `minute count minute count ...`."""
+    return " ".join(f"{minute} {count}" for minute, count in counts.items()).encode()
 
 
 def rows(plan: FlushPlan) -> list[tuple[str, int, int]]:

@@ -1,4 +1,4 @@
-"""Settings: every variable of DESIGN.md's configuration table, validated once at the edges."""
+"""Settings: every variable of the README's configuration table, validated once at the edges."""
 
 from __future__ import annotations
 

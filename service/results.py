@@ -6,8 +6,8 @@ from enum import StrEnum
 
 
 class KeyCheckResult(StrEnum):
-    """DESIGN.md's check results. Members are `str`, so they serialize, label and compare exactly
-    as the plain codes; each value is part of the API, never change one."""
+    """The key-check results of the HTTP contract. Members are `str`, so they serialize, label
+    and compare exactly as the plain codes; each value is part of the API, never change one."""
 
     VALID = "VALID"
     MALFORMED = "MALFORMED"

@@ -193,7 +193,7 @@ def count_statements(engine: AsyncEngine) -> Iterator[list[str]]:
 
 
 def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    """The response is RFC 9457 problem+json with DESIGN.md's fields and the expected code."""
+    """The response is RFC 9457 problem+json with the documented fields and the expected code."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
     body: dict[str, Any] = response.json()

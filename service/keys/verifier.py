@@ -28,7 +28,7 @@ DATABASE_READS_IN_FLIGHT = 4
 
 
 class KeyVerifier:
-    """Turns a presented key into a `KeyRecord` or raises `KeyRejected` with DESIGN.md's code."""
+    """Turns a presented key into a `KeyRecord` or raises `KeyRejected` with its result code."""
 
     def __init__(
         self,

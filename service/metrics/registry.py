@@ -1,4 +1,4 @@
-"""The metric objects with DESIGN.md's names, created per app and never at import time."""
+"""The metric objects with gatekey's documented names, created per app and never at import time."""
 
 from __future__ import annotations
 

@@ -1,2 +1,3 @@
-"""The built-in self-test: DESIGN.md's integration checklist run against a deployment, ending in a
-Go/No-Go verdict. It talks to the deployment from outside (HTTP, the CLI, SQL, Redis)."""
+"""The built-in self-test: the integration checklist (README: Self-test) run against a
+deployment, ending in a Go/No-Go verdict. It talks to the deployment from outside (HTTP,
+the CLI, SQL, Redis)."""

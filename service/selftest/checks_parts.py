@@ -136,6 +136,6 @@ async def metrics(ctx: Context) -> CheckResult:
         "metrics",
         passed=not missing,
         figures={"required": len(REQUIRED_METRICS), "missing": " ".join(missing) or "none"},
-        criterion="/metrics exposes every metric DESIGN.md names",
+        criterion="/metrics exposes every metric gatekey documents",
         fix=fixes.METRICS_MISSING,
     )

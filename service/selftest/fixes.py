@@ -50,4 +50,4 @@ LIMIT_RESPONSES = "every limited response needs RateLimit-* headers and a 429 wi
 HEALTH = "readiness names the dependency that failed: start it or correct its URL"
 WORKERS = "run the server through `gatekey serve --workers N`, which reports each worker's pid"
 UNEXPECTED = "the deployment answered something the contract does not allow: see the error"
-METRICS_MISSING = "expose every metric named in DESIGN.md from the service's registry"
+METRICS_MISSING = "expose every metric gatekey documents from the service's registry"

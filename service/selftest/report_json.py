@@ -1,4 +1,4 @@
-"""The `--json` report (DESIGN.md's stable keys) and reading one back as a baseline."""
+"""The `--json` report (the README's stable keys) and reading one back as a baseline."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ _STEP_KEYS = ("users", "requests", "rps", "p50_ms", "p95_ms", "p99_ms", "error_r
 
 
 def report_dict(report: Report) -> dict[str, Any]:
-    """DESIGN.md's keys; load steps also carry their resource figures under extra keys."""
+    """The README's stable keys; load steps also carry their resource figures under extra keys."""
     return {
         "verdict": report.verdict.value,
         "started_at": report.started_at.isoformat(),

@@ -1,4 +1,4 @@
-"""Self-test reports: DESIGN.md's JSON keys, baselines, the HTML page, the terminal table."""
+"""Self-test reports: the stable JSON keys, baselines, the HTML page, the terminal table."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Settings: DESIGN.md's defaults, one-line errors naming the variable, environment and `.env`."""
+"""Settings: documented defaults, one-line errors naming the variable, environment and `.env`."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def test_defaults_equal_the_design_table() -> None:
 
 def test_operational_defaults_meet_the_contract() -> None:
     settings = Settings()
-    # DESIGN.md: Redis calls time out in tens of milliseconds; a revoke is seen within 1 s.
+    # The contract: Redis calls time out in tens of milliseconds; a revoke is seen within 1 s.
     assert settings.redis_timeout == 0.05
     assert settings.key_cache_ttl == 0.5
     assert settings.usage_flush_interval == 2.0

@@ -25,7 +25,6 @@ from service.harness.gatekey import cli_env, run_cli_async
 from service.keys import service
 from service.keys.format import CHECKSUM_LENGTH, KeyFormat, checksum, generate_key
 from service.keys.service import IssuedKey
-from service.redis.keyspace import RedisKeyspace
 from service.state import AppState
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -125,28 +124,6 @@ def malformed_keys(settings: Settings) -> dict[str, str]:
         "bad alphabet": bad_alphabet_body + checksum(bad_alphabet_body),
         "bad checksum": valid[:-1] + ("b" if last == "a" else "a"),
     }
-
-
-async def forget_redis_state(database: Database, redis_url: str) -> None:
-    """Delete the limiter, usage and directory entries of every key in the test database.
-
-    The app writes under the shared default namespace, so a run cleans up after itself.
-    """
-    keyspace = RedisKeyspace()
-    async with database.engine.connect() as connection:
-        rows = (await connection.execute(text("SELECT id, key_hash FROM api_keys"))).all()
-    key_ids = [str(key_id) for key_id, _ in rows]
-    client = Redis.from_url(redis_url)
-    try:
-        for key_id, key_hash in rows:
-            await client.delete(
-                keyspace.tat(str(key_id)), keyspace.usage(str(key_id)), keyspace.directory(key_hash)
-            )
-        if key_ids:
-            await client.srem(keyspace.dirty, *key_ids)
-            await client.srem(keyspace.processing, *key_ids)
-    finally:
-        await client.aclose()
 
 
 async def flush_scripts_until(redis: Redis, stop: asyncio.Event, *, pause_s: float) -> int:

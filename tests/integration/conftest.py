@@ -21,8 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from service.config import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, Settings
 from service.db import Database, migrations
 from service.redis.keyspace import RedisKeyspace
-from tests.factories import forget_redis_state, running_app
-from tests.integration.servers import ServeProcess, serve_settings, serving
+from tests.factories import running_app
+from tests.integration.servers import ServeProcess, forget_namespace, serve_settings, serving
 
 
 def _base_urls() -> tuple[str, str]:
@@ -63,15 +63,20 @@ def settings() -> Iterator[Settings]:
     """Settings on a new database migrated to head through alembic; dropped after the run."""
     base_url, redis_url = _base_urls()
     asyncio.run(_require_services(base_url, redis_url))
-    name = f"gatekey_test_{uuid.uuid4().hex[:8]}"
+    run_id = uuid.uuid4().hex[:8]
+    name = f"gatekey_test_{run_id}"
     test_settings = Settings(
         database_url=make_url(base_url).set(database=name).render_as_string(hide_password=False),
         redis_url=redis_url,
+        # A namespace of the run's own: runs sharing a Redis (CI beside a developer) never see
+        # each other's dirty usage, flush markers or directory entries.
+        redis_namespace=f"gktest-{run_id}",
         database_pool_size=10,
         database_pool_max_overflow=5,
     )
     migrations.upgrade(test_settings)
     yield test_settings
+    forget_namespace(redis_url, test_settings.redis_namespace)
     asyncio.run(_admin_execute(base_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
@@ -115,14 +120,12 @@ async def keyspace(redis: aioredis.Redis) -> AsyncIterator[RedisKeyspace]:
 
 
 @pytest.fixture(scope="module")
-async def api(
-    settings: Settings, database: Database
-) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+async def api(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     """The app in-process (lifespan run) and a client of it, shared by the tests of one module;
-    the Redis state its keys left is removed afterwards."""
+    the Redis state it left is removed afterwards."""
     async with running_app(settings) as app_and_client:
         yield app_and_client
-    await forget_redis_state(database, settings.redis_url)
+    forget_namespace(settings.redis_url, settings.redis_namespace)
 
 
 @pytest.fixture(scope="module")

@@ -20,13 +20,13 @@ from service.workers.sizing import read_connection_budget
 from tests.factories import (
     assert_problem,
     create_key,
-    forget_redis_state,
     key_header,
     running_app,
     state_of,
     unique_owner,
     unknown_key,
 )
+from tests.integration.servers import forget_namespace
 
 CONCURRENT = 200
 ADMIN_CALLS = 20  # every 10th request; the others present unknown keys, each a cache miss
@@ -40,9 +40,9 @@ HANG_S = 10.0
 
 
 @pytest.fixture(scope="module", autouse=True)
-async def _clean_redis(settings: Settings, database: Database) -> AsyncIterator[None]:
+async def _clean_redis(settings: Settings) -> AsyncIterator[None]:
     yield
-    await forget_redis_state(database, settings.redis_url)
+    forget_namespace(settings.redis_url, settings.redis_namespace)
 
 
 async def _abandoned_after(

@@ -10,6 +10,7 @@ from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from sqlalchemy import exc as sa_exc
 
 from service.config import Settings, SettingsError, load_settings
@@ -26,7 +27,8 @@ EXIT_USAGE = 2
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
-    error_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    # The message may quote what the user typed: escaped, so it is never read as rich markup.
+    error_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     raise SystemExit(code)
 
 

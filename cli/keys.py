@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from typing import Annotated, TypeVar
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cli.common import EXIT_USAGE, console, fail, print_json, run_async, settings_of
@@ -73,7 +75,7 @@ def _as_dict(record: KeyRecord) -> dict[str, object]:
 def _show_records(records: list[KeyRecord]) -> None:
     table = Table("id", "prefix", "name", "owner", "scopes", "limit", "expires", "revoked")
     for r in records:
-        table.add_row(
+        cells = (
             str(r.id),
             r.display_prefix,
             r.name,
@@ -83,6 +85,9 @@ def _show_records(records: list[KeyRecord]) -> None:
             str(r.expires_at or ""),
             str(r.revoked_at or ""),
         )
+        # Text, not str: a cell is printed as it is, never read as rich markup (a key named
+        # `[/bold]` would otherwise stop the listing with a markup error).
+        table.add_row(*(Text(cell) for cell in cells))
     console.print(table)
 
 
@@ -181,7 +186,7 @@ def revoke(ctx: typer.Context, key_id: str, as_json: JsonOpt = False) -> None:
     if as_json:
         print_json(_as_dict(record))
     else:
-        console.print(f"revoked {record.id} ({record.display_prefix})")
+        console.print(f"revoked {record.id} ({escape(record.display_prefix)})")
 
 
 @app.command()
@@ -222,4 +227,4 @@ def set_limit(ctx: typer.Context, key_id: str, rate_limit: str, as_json: JsonOpt
     if as_json:
         print_json(_as_dict(record))
     else:
-        console.print(f"{record.id} limit is now {record.rate_limit}")
+        console.print(f"{record.id} limit is now {escape(str(record.rate_limit))}")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.status import Status
 
 from cli.common import EXIT_USAGE, console, fail, settings_of
@@ -40,7 +41,7 @@ class ConsoleProgress:
         style = RESULT_STYLE[result.result]
         console.print(
             f"[{style}]{result.result.value:>4}[/{style}] {result.phase.value}/{result.name}  "
-            f"[dim]{figures_text(result.figures)}[/dim]",
+            f"[dim]{escape(figures_text(result.figures))}[/dim]",
             highlight=False,
         )
 

@@ -8,8 +8,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from service.api import health
+from service.api.limits import RequestSizeLimit
 from service.api.problems import document_problems, install_error_handlers
 from service.config import Settings
 from service.keys import admin_router, router
@@ -31,10 +33,19 @@ def create_app(settings: Settings, *, worker_count: int = 1) -> FastAPI:
             gc.freeze()
             yield
 
-    app = FastAPI(
+    docs = settings.docs_enabled
+    # fastapi-offline: FastAPI with /docs and /redoc loading Swagger UI and ReDoc from files it
+    # ships (pinned), not from a CDN, so the pages work where the browser has no Internet.
+    app = FastAPIOffline(
         title="gatekey",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+        # A missing or extra slash is a 404 problem: Starlette's redirect would build its
+        # absolute Location from the Host header, which the client chooses.
+        redirect_slashes=False,
         # FastAPI's own telemetry reads the environment on every request; Prometheus covers it.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
@@ -45,6 +56,11 @@ def create_app(settings: Settings, *, worker_count: int = 1) -> FastAPI:
     app.include_router(admin_router.router)
     app.add_route("/metrics", metrics_endpoint(metrics), methods=["GET"], include_in_schema=False)
     app.add_middleware(KeyFastPath)
+    app.add_middleware(
+        RequestSizeLimit,
+        max_body_bytes=settings.max_body_bytes,
+        max_header_bytes=settings.max_header_bytes,
+    )
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)  # outermost: counts everything
     fastapi_openapi = app.openapi
     app.openapi = lambda: document_problems(  # type: ignore[method-assign]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from enum import StrEnum
 from typing import Annotated
 
@@ -27,6 +28,17 @@ def _check_database_url(value: str) -> str:
     if not value.startswith("postgresql+asyncpg://"):
         raise ValueError("must start with postgresql+asyncpg://")
     return value
+
+
+def _check_trusted_proxies(value: str) -> str:
+    """Comma-separated addresses or CIDRs (uvicorn's `forwarded_allow_ips` takes both)."""
+    networks = [part.strip() for part in value.split(",") if part.strip()]
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ValueError(f"{network!r} is not an IP address or CIDR") from None
+    return ",".join(networks)
 
 
 def _check_redis_url(value: str) -> str:
@@ -75,12 +87,33 @@ class Settings(BaseSettings):
 
     key_prefix: str = Field("gk", pattern=r"^[a-z][a-z0-9]{0,15}$")
     key_pepper: SecretStr | None = None
-    key_cache_ttl: float = Field(0.5, gt=0, le=60, description="seconds a verification is reused")
+    # At most 1 s: the README promises that a revoke is refused within 1 s even when its pub/sub
+    # announcement is lost and the change feed is stale, and this lifetime is what bounds that.
+    key_cache_ttl: float = Field(
+        0.5, gt=0, le=1, description="seconds a verification is reused (at most 1)"
+    )
     key_cache_max_age: float = Field(
         300.0, gt=0, description="seconds a verification is reused while the change feed is fresh"
     )
 
     usage_flush_interval: float = Field(2.0, gt=0)
+
+    max_body_bytes: int = Field(
+        65_536, ge=1024, le=64 * 1024 * 1024, description="largest request body; larger: 413"
+    )
+    max_header_bytes: int = Field(
+        16_384,
+        ge=1024,
+        le=1024 * 1024,
+        description="largest request line plus headers; larger: 431",
+    )
+    trusted_proxies: Annotated[str, AfterValidator(_check_trusted_proxies)] = Field(
+        "", description="comma-separated IPs/CIDRs whose X-Forwarded-For names the client"
+    )
+    failed_verification_limit: Annotated[str, AfterValidator(_check_rate_limit)] = Field(
+        "60/minute", description="failed key verifications per client address; past it: 429"
+    )
+    docs_enabled: bool = Field(True, description="serve /docs, /redoc and /openapi.json")
 
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     log_format: LogFormat = LogFormat.CONSOLE

@@ -31,6 +31,23 @@ class NotFound(GatekeyError):
     code = "NOT_FOUND"
 
 
+class ConflictingCredentials(GatekeyError):
+    """A request carries two different keys; which one is meant cannot be told."""
+
+    code = "CONFLICTING_CREDENTIALS"
+
+
+class TooManyFailures(GatekeyError):
+    """A client address spent its budget of failed verifications; `retry_after_s` says when the
+    next attempt is heard."""
+
+    code = "TOO_MANY_FAILED_VERIFICATIONS"
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__("too many failed key verifications from this address; retry later")
+        self.retry_after_s = retry_after_s
+
+
 class DatabaseUnavailable(GatekeyError):
     """The database did not answer, or no pooled connection freed up in time."""
 

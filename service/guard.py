@@ -9,6 +9,7 @@ from service.errors import KeyRejected, LimiterUnavailable, RateLimited
 from service.keys.record import KeyRecord
 from service.keys.verifier import KeyVerifier
 from service.ratelimit.decision import RateLimitDecision
+from service.ratelimit.failures import FailureBudget
 from service.ratelimit.limiter import RateLimiter
 from service.ratelimit.policy import RateLimitPolicy, parse_rate_limit
 from service.results import KeyCheckResult
@@ -31,6 +32,7 @@ class Guard:
         on_result: Callable[[KeyCheckResult], None],
         *,
         is_fallback_denial: bool = False,
+        failures: FailureBudget | None = None,
     ) -> None:
         self._verifier = verifier
         self._limiter = limiter
@@ -39,6 +41,7 @@ class Guard:
         # RATE_LIMIT_ON_REDIS_ERROR=deny: a refusal made without Redis means "unavailable".
         self._is_fallback_denial = is_fallback_denial
         self._policies: dict[str, RateLimitPolicy] = {}
+        self._failures = failures
 
     def policy_for(self, record: KeyRecord) -> RateLimitPolicy:
         if record.rate_limit is None:
@@ -48,12 +51,18 @@ class Guard:
             policy = self._policies[record.rate_limit] = parse_rate_limit(record.rate_limit)
         return policy
 
-    async def admit(self, key: str) -> Admission:
-        """Return the admission, or raise `KeyRejected` (`RateLimited` when over the limit)."""
+    async def admit(self, key: str, client: str | None = None) -> Admission:
+        """Return the admission, or raise `KeyRejected` (`RateLimited` when over the limit);
+        `TooManyFailures` when `client` has failed too often (then nothing is looked up)."""
+        failures = self._failures if client is not None else None
+        if failures is not None and client is not None:
+            failures.check(client)
         try:
             record = await self._verifier.verify(key)
         except KeyRejected as rejection:
             self._on_result(rejection.code)
+            if failures is not None and client is not None:
+                await failures.spend(client, rejection.code)
             raise
         decision = await self._limiter.hit(str(record.id), self.policy_for(record))
         if not decision.allowed:

@@ -20,7 +20,8 @@ from service.keys.feed import KeyChangeFeed
 from service.keys.format import KeyFormat
 from service.keys.verifier import KeyVerifier
 from service.metrics import Metrics, label_incrementer, run_resource_sampler
-from service.ratelimit.limiter import RateLimiter, create_limiter
+from service.ratelimit.failures import FailureBudget
+from service.ratelimit.limiter import RateLimiter, create_failure_limiter, create_limiter
 from service.ratelimit.policy import parse_rate_limit
 from service.redis.client import create_redis
 from service.redis.keyspace import RedisKeyspace
@@ -85,6 +86,13 @@ async def open_serving(
             keyspace=keyspace,
         )
         stack.push_async_callback(limiter.aclose)
+        failure_limiter = create_failure_limiter(
+            settings, redis=redis, worker_count=worker_count, keyspace=keyspace
+        )
+        stack.push_async_callback(failure_limiter.aclose)
+        failures = FailureBudget(
+            failure_limiter, parse_rate_limit(settings.failed_verification_limit)
+        )
         key_format = KeyFormat.from_settings(settings)
         directory = KeyDirectory(redis, keyspace, timeout=settings.redis_timeout) if redis else None
         verifier, feed = _verifier_and_feed(settings, database, key_format, directory, metrics)
@@ -102,7 +110,7 @@ async def open_serving(
             key_format=key_format,
             verifier=verifier,
             limiter=limiter,
-            guard=_guard(verifier, limiter, settings, metrics),
+            guard=_guard(verifier, limiter, settings, metrics, failures),
             metrics=metrics,
             key_feed=feed,
             key_events=(
@@ -134,7 +142,11 @@ def _verifier_and_feed(
 
 
 def _guard(
-    verifier: KeyVerifier, limiter: RateLimiter, settings: Settings, metrics: Metrics
+    verifier: KeyVerifier,
+    limiter: RateLimiter,
+    settings: Settings,
+    metrics: Metrics,
+    failures: FailureBudget,
 ) -> Guard:
     return Guard(
         verifier,
@@ -142,6 +154,7 @@ def _guard(
         parse_rate_limit(settings.rate_limit_default),
         on_result=label_incrementer(metrics.key_verifications),
         is_fallback_denial=settings.rate_limit_on_redis_error is RedisErrorPolicy.DENY,
+        failures=failures,
     )
 
 

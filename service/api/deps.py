@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.api.credentials import presented_key
+from service.api.credentials import client_address, presented_key
 from service.api.problems import ratelimit_headers
 from service.errors import Forbidden
 from service.keys.record import KeyRecord
@@ -34,7 +34,8 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 async def get_principal(request: Request, response: Response, state: StateDep) -> KeyRecord:
     """The verified key behind the request; one unit of its limit is spent."""
-    admission = await state.guard.admit(presented_key(request.scope["headers"]))
+    scope = request.scope
+    admission = await state.guard.admit(presented_key(scope["headers"]), client_address(scope))
     response.headers.update(ratelimit_headers(admission.decision))
     return admission.record
 

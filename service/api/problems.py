@@ -19,6 +19,7 @@ from service.errors import (
     LimiterUnavailable,
     NotFound,
     RateLimited,
+    TooManyFailures,
 )
 from service.ratelimit.decision import RateLimitDecision
 from service.results import KeyCheckResult
@@ -36,6 +37,7 @@ _HTTP_CODES = {
     404: "NOT_FOUND",
     405: "METHOD_NOT_ALLOWED",
     413: "PAYLOAD_TOO_LARGE",
+    431: "HEADERS_TOO_LARGE",
 }
 
 
@@ -71,6 +73,9 @@ def error_response(error: GatekeyError) -> JSONResponse:
     """Map a domain error to its response (also used by endpoints that answer without raising)."""
     if isinstance(error, RateLimited):
         return problem(429, error.code, error.message, ratelimit_headers(error.decision))
+    if isinstance(error, TooManyFailures):
+        retry_after = str(max(1, math.ceil(error.retry_after_s)))
+        return problem(429, error.code, error.message, {"Retry-After": retry_after})
     if isinstance(error, LimiterUnavailable | DatabaseUnavailable):
         return problem(503, error.code, error.message, {"Retry-After": "1"})
     if isinstance(error, KeyRejected):

@@ -61,8 +61,13 @@ class KeyCache:
     def remember(self, key_hash: str, record: KeyRecord | None, fetched_at: float) -> None:
         """Hold an answer fetched at `fetched_at` (lifetimes count from when the read began)."""
         if record is None:
-            if len(self._unknown) >= self._max_unknown:
-                self._unknown.clear()
+            # An LRU of its own: a flood of forged keys pushes out the oldest forged key, never a
+            # valid one, and never empties the table at once (as clearing it would).
+            if (
+                self._unknown.pop(key_hash, None) is None
+                and len(self._unknown) >= self._max_unknown
+            ):
+                del self._unknown[next(iter(self._unknown))]
             self._unknown[key_hash] = fetched_at + self._ttl
             return
         self._unknown.pop(key_hash, None)

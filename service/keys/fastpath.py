@@ -9,11 +9,12 @@ other endpoint stays an ordinary FastAPI route. Errors go through the same probl
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.api.credentials import presented_key
+from service.api.credentials import client_address, presented_key
 from service.api.problems import error_response, problem, ratelimit_headers
 from service.errors import GatekeyError, KeyRejected
 from service.guard import Admission
@@ -58,7 +59,8 @@ class KeyFastPath:
             return
         state: AppState = scope["app"].state.gatekey
         try:
-            admission = await state.guard.admit(presented_key(scope["headers"]))
+            key = presented_key(scope["headers"])
+            admission = await state.guard.admit(key, client_address(scope))
         except KeyRejected as error:
             await self._send_rejection(error, send)
             return
@@ -102,10 +104,21 @@ class KeyFastPath:
         return body
 
 
+# Printable ASCII but `%`: what a header carries as it is; the rest is percent-encoded UTF-8.
+_HEADER_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+
+
+def header_text(text: str) -> bytes:
+    """A stored identity as a header value, reversibly: RFC 3986 percent-encoding of its UTF-8
+    (`акме` -> `%D0%B0%D0%BA%D0%BC%D0%B5`, `urllib.parse.unquote` gives it back); ASCII
+    identities without `%` pass unchanged, and no stored value can put a line break in a header."""
+    return quote(text, safe=_HEADER_SAFE).encode("ascii")
+
+
 def _forward_auth_headers(record: KeyRecord) -> list[tuple[bytes, bytes]]:
     return [
         (b"x-gatekey-key-id", str(record.id).encode()),
-        (b"x-gatekey-owner", (record.owner or "").encode("latin-1", "replace")),
+        (b"x-gatekey-owner", header_text(record.owner or "")),
         (b"content-length", b"0"),
     ]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,17 +38,33 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# Control (Cc: newline, NUL, DEL...), format (Cf: bidi overrides, zero-width), separator (Zl, Zp),
+# surrogate, private-use and unassigned code points: they break headers, logs and terminals, or
+# make two names look alike. Everything else of Unicode is allowed (`акме`, `ёжик`, `株式会社`).
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def _check_printable(field: str, value: str) -> str:
+    for char in value:
+        if unicodedata.category(char) in _UNPRINTABLE:
+            raise InvalidInput(
+                f"{field} must be printable text: U+{ord(char):04X} "
+                f"({unicodedata.category(char)}) is not allowed"
+            )
+    return value
+
+
 def _clean_name(name: str) -> str:
     name = name.strip()
     if not name or len(name) > 200:
         raise InvalidInput("name must be 1 to 200 characters")
-    return name
+    return _check_printable("name", name)
 
 
 def _clean_owner(owner: str | None) -> str | None:
     if owner is not None and len(owner) > 200:
         raise InvalidInput("owner must be at most 200 characters")
-    return owner or None
+    return _check_printable("owner", owner) if owner else None
 
 
 def _clean_scopes(scopes: list[str]) -> list[str]:

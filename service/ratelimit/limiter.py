@@ -64,3 +64,26 @@ def create_limiter(
         observe=local.observe if policy is RedisErrorPolicy.LOCAL else None,
         deferred_usage=DeferredUsage(redis, keyspace, ttl_s=USAGE_TTL_S),
     )
+
+
+def create_failure_limiter(
+    settings: Settings, *, redis: Redis | None, worker_count: int, keyspace: RedisKeyspace
+) -> RateLimiter:
+    """The limiter of failed verifications per client address: the same GCRA script, without
+    usage; while Redis is away each process keeps its share, whatever the key policy says."""
+    if settings.rate_limit_backend is RateLimitBackend.MEMORY or redis is None:
+        return MemoryRateLimiter()
+    breaker = CircuitBreaker(
+        cooldown_s=BREAKER_COOLDOWN_S, failure_threshold=BREAKER_FAILURE_THRESHOLD
+    )
+    local = MemoryRateLimiter(divisor=worker_count)
+    return RedisRateLimiter(
+        redis,
+        timeout=settings.redis_timeout,
+        breaker=breaker,
+        fallback=make_fallback(
+            RedisErrorPolicy.LOCAL, worker_count=worker_count, breaker=breaker, local=local
+        ),
+        keyspace=keyspace,
+        records_usage=False,
+    )

@@ -78,8 +78,11 @@ class RedisRateLimiter:
         max_in_flight: int = 2,
         observe: Callable[[str, int], None] | None = None,
         deferred_usage: DeferredUsage | None = None,
+        records_usage: bool = True,
     ) -> None:
         self._redis = redis
+        # False for limits on something other than a key (no usage hash, no dirty mark).
+        self._usage_ttl_s = USAGE_TTL_S if records_usage else 0
         pool = redis.connection_pool
         kwargs = {**pool.connection_kwargs, "socket_timeout": None, "retry": Retry(NoBackoff(), 0)}
         self._new_connection: Callable[[], AbstractConnection] = lambda: pool.connection_class(
@@ -269,13 +272,14 @@ class RedisRateLimiter:
                 keyspace.usage(key_id),
                 params.emission_us,
                 params.tolerance_us,
-                USAGE_TTL_S,
+                self._usage_ttl_s,
             )
             for key_id, params, _ in calls
         ]
-        # After the scripts, never before: a flusher claiming the dirty set in between either
-        # read the new counts already or finds the key marked again.
-        commands.append(_pack(b"SADD", keyspace.dirty, *dict.fromkeys(c[0] for c in calls)))
+        if self._usage_ttl_s:
+            # After the scripts, never before: a flusher claiming the dirty set in between either
+            # read the new counts already or finds the key marked again.
+            commands.append(_pack(b"SADD", keyspace.dirty, *dict.fromkeys(c[0] for c in calls)))
         await connection.send_packed_command(b"".join(commands), check_health=False)
         replies: list[Any] = []
         for _ in calls:
@@ -284,7 +288,8 @@ class RedisRateLimiter:
             except ResponseError as error:
                 replies.append(error)
             deadline.progress()
-        await connection.read_response()
+        if self._usage_ttl_s:
+            await connection.read_response()
         return replies
 
 

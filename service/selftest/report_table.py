@@ -33,9 +33,9 @@ def check_table(checks: list[CheckResult], *, title: str = "checks") -> Table:
     for check in checks:
         cells: list[str | Text] = [
             check.phase.value,
-            check.name,
+            Text(check.name),
             Text(check.result.value, style=RESULT_STYLE[check.result]),
-            figures_text(check.figures),
+            Text(figures_text(check.figures)),  # figures may quote a server's answer
         ]
         if with_notes:
             note = Text(check.criterion if check.fix else "")

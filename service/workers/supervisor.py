@@ -70,6 +70,11 @@ def run_workers(settings: Settings, *, host: str, port: int, count: int) -> None
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         timeout_worker_healthcheck=HEALTHCHECK_TIMEOUT_S,
         backlog=4096,
+        # uvicorn's own X-Forwarded-For handling sets the client address the per-address limit
+        # of failed verifications counts; only TRUSTED_PROXIES are believed (none by default,
+        # not uvicorn's default of 127.0.0.1 or its FORWARDED_ALLOW_IPS variable).
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies or None,
     )
     try:
         WorkerSupervisor(config, sockets=[config.bind_socket()]).run()

@@ -78,6 +78,14 @@ def test_a_flood_of_unknown_keys_never_evicts_a_known_one() -> None:
     assert cache.lookup("valid") == (True, _record())
 
 
+def test_a_full_unknown_table_drops_its_oldest_forged_key_only() -> None:
+    clock, fresh = Clock(), [True]
+    cache = _cache(clock, fresh, max_unknown=3)
+    for name in ("f1", "f2", "f3", "f2", "f4"):  # f2 fetched again: newer than f3
+        cache.remember(name, None, fetched_at=clock.now)
+    assert [cache.lookup(h)[0] for h in ("f1", "f2", "f3", "f4")] == [False, True, True, True]
+
+
 def test_a_full_cache_evicts_the_least_recently_fetched_key() -> None:
     clock, fresh = Clock(), [True]
     cache = _cache(clock, fresh, max_known=2)

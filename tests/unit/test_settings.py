@@ -41,6 +41,16 @@ def test_defaults_equal_the_design_table() -> None:
     assert settings.key_pepper is None
     assert settings.log_level == "INFO"
     assert settings.log_format is LogFormat.CONSOLE
+    assert settings.max_body_bytes == 65_536
+    assert settings.max_header_bytes == 16_384
+    assert settings.trusted_proxies == ""
+    assert settings.failed_verification_limit == "60/minute"
+    assert settings.docs_enabled is True
+
+
+def test_trusted_proxies_are_addresses_or_networks_joined_by_commas() -> None:
+    settings = load_settings(trusted_proxies=" 127.0.0.1, 10.0.0.0/8 ,::1")
+    assert settings.trusted_proxies == "127.0.0.1,10.0.0.0/8,::1"
 
 
 def test_operational_defaults_meet_the_contract() -> None:
@@ -85,7 +95,13 @@ def test_settings_are_frozen() -> None:
         ("key_prefix", "g_k"),
         ("key_prefix", ""),
         ("key_cache_ttl", 61),
+        ("key_cache_ttl", 1.5),  # past the 1 s revocation promise
         ("key_cache_ttl", 0),
+        ("max_body_bytes", 100),
+        ("max_header_bytes", 10**9),
+        ("trusted_proxies", "10.0.0.0/8,proxy.example"),
+        ("failed_verification_limit", "0/minute"),
+        ("docs_enabled", "maybe"),
         ("usage_flush_interval", -1),
         ("log_level", "verbose"),
         ("log_format", "xml"),

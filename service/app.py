@@ -36,7 +36,7 @@ def create_app(settings: Settings, *, worker_count: int = 1) -> FastAPI:
     docs = settings.docs_enabled
     # fastapi-offline: FastAPI with /docs and /redoc loading Swagger UI and ReDoc from files it
     # ships (pinned), not from a CDN, so the pages work where the browser has no Internet.
-    app = FastAPIOffline(
+    app = (FastAPIOffline if docs else FastAPI)(
         title="gatekey",
         version="0.1.0",
         lifespan=lifespan,

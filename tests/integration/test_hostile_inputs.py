@@ -4,7 +4,6 @@ in one request, and documentation pages that load nothing from outside."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import socket
 from collections import Counter
@@ -26,10 +25,11 @@ from tests.factories import (
     unique_owner,
     unknown_key,
 )
-from tests.integration.servers import ServeProcess, serve_settings, serving
+from tests.integration.servers import Clients, ServeProcess, fire, serve_settings, serving
 
 FAILED_LIMIT = 5
 MAX_BODY = 65_536
+FLOOD = 1000
 
 
 @pytest.fixture(scope="module")
@@ -163,18 +163,19 @@ async def test_a_flood_of_forged_keys_never_evicts_valid_ones_nor_fills_the_pool
 ) -> None:
     valid = await create_key(database, server.settings, name="under flood")
     assert (await client.get("/v1/whoami", headers=key_header(valid.plaintext))).status_code == 200
-    forged = [unknown_key(server.settings) for _ in range(2000)]
-    limits = httpx.Limits(max_connections=50)
-    async with httpx.AsyncClient(base_url=server.url, timeout=30, limits=limits) as flood:
+    forged = [unknown_key(server.settings) for _ in range(FLOOD)]
+    async with Clients(server.url, connections=20) as flood:
         # Each forged key from an address of its own: the per-address limit never trips, so
         # every one of them reaches the cache, the directory and PostgreSQL.
-        responses = await asyncio.gather(
-            *(
-                flood.get("/v1/auth", headers=from_address(f"10.{i // 250}.{i % 250}.1", key))
-                for i, key in enumerate(forged)
-            )
+        outcomes = await fire(
+            lambda i: flood[i].get(
+                "/v1/auth", headers=from_address(f"10.{i // 250}.{i % 250}.1", forged[i])
+            ),
+            FLOOD,
+            concurrency=20,
+            bound_s=300,
         )
-    assert Counter(r.status_code for r in responses) == {401: 2000}
+    assert Counter(o.status for o in outcomes) == {401: FLOOD}
     scrape = (await client.get("/metrics")).text
     assert _sample(scrape, "gatekey_db_pool_timeouts_total") == 0
     still = await client.get("/v1/whoami", headers=key_header(valid.plaintext))

@@ -14,9 +14,10 @@ from service.results import KeyCheckResult
 if TYPE_CHECKING:
     from service.ratelimit.limiter import RateLimiter
 
-# Failures that cost a lookup (cache, directory or SQL). A malformed key is refused before any
-# I/O and can never succeed, so counting it would add a Redis write to the cheapest answer.
-COUNTED = frozenset({KeyCheckResult.NOT_FOUND, KeyCheckResult.REVOKED, KeyCheckResult.EXPIRED})
+# Unknown keys only: each may cost a directory read and a query, and guessing is the attack. A
+# malformed key is refused before any I/O and can never succeed; a revoked or expired key is a
+# real key, cached like a valid one, and a stale client retrying it is no attacker.
+COUNTED = frozenset({KeyCheckResult.NOT_FOUND})
 MAX_BLOCKED = 100_000
 
 

@@ -16,7 +16,14 @@ from service.errors import InvalidInput
 from service.keys import service
 from service.keys.format import KeyFormat
 from service.keys.models import ApiKey
-from tests.factories import count_statements, key_header, run_cli, running_app, unique_owner
+from tests.factories import (
+    TEST_ACTOR,
+    count_statements,
+    key_header,
+    run_cli,
+    running_app,
+    unique_owner,
+)
 
 
 @pytest.fixture
@@ -36,6 +43,7 @@ async def test_2500_keys_are_three_inserts_and_each_is_stored_with_its_hash(
     before = datetime.now(UTC)
     with count_statements(database.engine) as statements:
         minted = await service.create_keys(
+            actor=TEST_ACTOR,
             session=session,
             key_format=key_format,
             count=2500,
@@ -66,9 +74,12 @@ async def test_2500_keys_are_three_inserts_and_each_is_stored_with_its_hash(
 async def test_bad_input_creates_no_key(session: AsyncSession, key_format: KeyFormat) -> None:
     owner = unique_owner("bulk")
     with pytest.raises(InvalidInput, match="count must be 1 to 1,000,000"):
-        await service.create_keys(session=session, key_format=key_format, count=0, name="x")
+        await service.create_keys(
+            actor=TEST_ACTOR, session=session, key_format=key_format, count=0, name="x"
+        )
     with pytest.raises(InvalidInput, match="invalid rate limit '100/week'"):
         await service.create_keys(
+            actor=TEST_ACTOR,
             session=session,
             key_format=key_format,
             count=5,

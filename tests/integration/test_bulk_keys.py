@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.config import Settings
@@ -53,8 +53,14 @@ async def test_2500_keys_are_three_inserts_and_each_is_stored_with_its_hash(
             rate_limit="100 / minute",
             expires_in=timedelta(hours=1),
         )
-    inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT")]
-    assert len(inserts) == 3, [s[:80] for s in statements]
+    inserts = [s.split("(")[0].strip() for s in statements if s.lstrip().startswith("INSERT")]
+    # Three of keys, and the audit entries (one per key) as one batched statement.
+    assert inserts == ["INSERT INTO api_keys"] * 3 + ["INSERT INTO audit_log"], statements
+    audited = await session.scalar(
+        text("SELECT count(*) FROM audit_log WHERE action = 'create' AND key_id = ANY(:ids)"),
+        {"ids": [key.record.id for key in minted]},
+    )
+    assert audited == 2500
     assert len(minted) == 2500
     assert len({key.plaintext for key in minted}) == 2500
     assert all(key_format.is_well_formed(key.plaintext) for key in minted)

@@ -133,7 +133,11 @@ def _forward_auth_headers(record: KeyRecord) -> list[tuple[bytes, bytes]]:
     ]
 
 
-_SCOPE_LIST: dict[str, Any] = {"type": "string", "maxLength": 1000, "examples": ["read", "read,write"]}
+_SCOPE_LIST: dict[str, Any] = {
+    "type": "string",
+    "maxLength": 1000,
+    "examples": ["read", "read,write"],
+}
 _REQUIRED_SCOPE_PARAMETERS: list[dict[str, Any]] = [
     {
         "name": "scope",

@@ -1,5 +1,5 @@
-"""Forward-auth with required scopes, in-process: `/v1/auth` (query, header, any method, any path
-below it), `POST /v1/keys/verify` with `required_scopes`, and the RateLimit headers of each answer."""
+"""Forward-auth with required scopes, in-process: `/v1/auth` (query, header, any method, any
+path below it), `POST /v1/keys/verify` with `required_scopes`, the RateLimit headers of each."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def client(api: tuple[FastAPI, httpx.AsyncClient]) -> httpx.AsyncClient:
 
 
 def _remaining(response: httpx.Response) -> int:
-    assert RATELIMIT_FIELDS <= set(response.headers), response.headers
+    assert set(response.headers) >= RATELIMIT_FIELDS, response.headers
     return int(response.headers["ratelimit-remaining"])
 
 

@@ -50,20 +50,14 @@ class KeyFastPath:
         self._whoami_bodies: dict[tuple[KeyRecord, str], bytes] = {}
         self._rejections: dict[tuple[str, str], tuple[int, list[tuple[bytes, bytes]], bytes]] = {}
 
-    def _route(self, scope: Scope) -> Route | None:
-        if scope["type"] != "http":
-            return None
-        path: str = scope["path"]
-        route = self._routes.get(path)
-        if route is None and path.startswith(AUTH_PREFIX):
-            return self._below_auth
-        return route
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = self._route(scope)
+        path: str = scope.get("path", "") if scope["type"] == "http" else ""
+        route = self._routes.get(path)
         if route is None:
-            await self.app(scope, receive, send)
-            return
+            if not path.startswith(AUTH_PREFIX):
+                await self.app(scope, receive, send)
+                return
+            route = self._below_auth
         scope["route"] = route
         is_whoami = route.path == "/v1/whoami"
         if is_whoami and scope["method"] != "GET":

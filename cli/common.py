@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn, TypeVar
 
@@ -12,10 +12,12 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.config import Settings, SettingsError, load_settings
 from service.errors import DatabaseUnavailable, GatekeyError
 from service.logging import configure_logging
+from service.resources import AdminResources, open_admin
 
 console = Console()
 error_console = Console(stderr=True)
@@ -59,6 +61,19 @@ def clean_errors() -> Iterator[None]:
 
 def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     return asyncio.run(make())
+
+
+def run_in_session(
+    ctx: typer.Context, use: Callable[[AdminResources, AsyncSession], Awaitable[T]]
+) -> T:
+    """Run one use case in a session of a short-lived engine, then close everything."""
+    settings = settings_of(ctx)
+
+    async def main() -> T:
+        async with open_admin(settings) as admin, admin.database.get_session() as session:
+            return await use(admin, session)
+
+    return run_async(main)
 
 
 def print_json(data: object) -> None:

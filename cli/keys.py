@@ -14,7 +14,8 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cli.common import EXIT_USAGE, console, fail, print_json, run_async, settings_of
+from cli.common import EXIT_USAGE, console, fail, print_json, run_in_session
+from service.audit.service import AuditAction, cli_actor
 from service.durations import parse_duration
 from service.keys import service
 from service.keys.events import RedisKeyChangePublisher
@@ -22,7 +23,6 @@ from service.keys.format import KeyFormat
 from service.keys.record import KeyRecord
 from service.keys.schemas import key_json
 from service.keys.service import MAX_BULK_KEYS, IssuedKey
-from service.resources import open_admin
 
 app = typer.Typer(
     help="Create, list, show, revoke, rotate and re-limit API keys.", no_args_is_help=True
@@ -51,14 +51,9 @@ class KeyTools:
 
 
 def _run(ctx: typer.Context, use: Callable[[KeyTools], Awaitable[T]]) -> T:
-    """Run one use case in a session of a short-lived engine, then close everything."""
-    settings = settings_of(ctx)
-
-    async def main() -> T:
-        async with open_admin(settings) as admin, admin.database.get_session() as session:
-            return await use(KeyTools(session, admin.key_format, admin.key_events))
-
-    return run_async(main)
+    return run_in_session(
+        ctx, lambda admin, session: use(KeyTools(session, admin.key_format, admin.key_events))
+    )
 
 
 def _key_id(text: str) -> uuid.UUID:
@@ -132,6 +127,7 @@ def create(
             rate_limit=rate_limit,
             expires_in=expires,
             listener=tools.listener,
+            actor=cli_actor(),
         ),
     )
     if count is None:
@@ -180,7 +176,7 @@ def revoke(ctx: typer.Context, key_id: str, as_json: JsonOpt = False) -> None:
     record = _run(
         ctx,
         lambda tools: service.revoke_key(
-            session=tools.session, key_id=kid, listener=tools.listener
+            session=tools.session, key_id=kid, listener=tools.listener, actor=cli_actor()
         ),
     )
     if as_json:
@@ -209,6 +205,7 @@ def rotate(
             key_id=kid,
             grace=grace_period,
             listener=tools.listener,
+            actor=cli_actor(),
         ),
     )
     _show_issued(issued, as_json)
@@ -221,7 +218,12 @@ def set_limit(ctx: typer.Context, key_id: str, rate_limit: str, as_json: JsonOpt
     record = _run(
         ctx,
         lambda tools: service.update_key(
-            session=tools.session, key_id=kid, rate_limit=rate_limit, listener=tools.listener
+            session=tools.session,
+            key_id=kid,
+            rate_limit=rate_limit,
+            listener=tools.listener,
+            actor=cli_actor(),
+            action=AuditAction.SET_LIMIT,
         ),
     )
     if as_json:

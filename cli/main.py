@@ -10,7 +10,7 @@ import typer
 # typer exports them under no public name; tests/unit/test_library_contracts.py checks them.
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
-from cli import db, keys, selftest, serve
+from cli import audit, db, keys, selftest, serve
 from cli.common import EXIT_USAGE, clean_errors, fail
 
 app = typer.Typer(
@@ -21,6 +21,7 @@ app = typer.Typer(
 )
 app.add_typer(keys.app, name="keys")
 app.add_typer(db.app, name="db")
+app.add_typer(audit.app, name="audit")
 app.command("serve")(serve.serve)
 app.command("preflight")(selftest.preflight)
 app.command("selftest")(selftest.selftest)

@@ -13,6 +13,7 @@ from fastapi_offline import FastAPIOffline
 from service.api import health
 from service.api.limits import RequestSizeLimit
 from service.api.problems import document_problems, install_error_handlers
+from service.audit import router as audit_router
 from service.config import Settings
 from service.keys import admin_router, router
 from service.keys.fastpath import KeyFastPath, document_fast_routes
@@ -54,6 +55,7 @@ def create_app(settings: Settings, *, worker_count: int = 1) -> FastAPI:
     app.include_router(router.router)
     app.include_router(usage_router.router)
     app.include_router(admin_router.router)
+    app.include_router(audit_router.router)
     app.add_route("/metrics", metrics_endpoint(metrics), methods=["GET"], include_in_schema=False)
     app.add_middleware(KeyFastPath)
     app.add_middleware(

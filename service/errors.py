@@ -69,6 +69,16 @@ class Forbidden(KeyRejected):
         super().__init__(KeyCheckResult.FORBIDDEN, message)
 
 
+class MissingScopes(Forbidden):
+    """A valid key without a scope the request needs; carries the key and the unit of its limit
+    the request spent (bodies and RateLimit headers)."""
+
+    def __init__(self, record: KeyRecord, decision: RateLimitDecision, missing: str) -> None:
+        super().__init__(f"this key lacks the scope(s) {missing}")
+        self.record = record
+        self.decision = decision
+
+
 class RateLimited(KeyRejected):
     """The key is valid but over its limit; carries the decision for the response headers."""
 

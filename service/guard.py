@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from service.errors import KeyRejected, LimiterUnavailable, RateLimited
+from service.errors import KeyRejected, LimiterUnavailable, MissingScopes, RateLimited
 from service.keys.record import KeyRecord
 from service.keys.verifier import KeyVerifier
 from service.ratelimit.decision import RateLimitDecision
@@ -51,9 +51,22 @@ class Guard:
             policy = self._policies[record.rate_limit] = parse_rate_limit(record.rate_limit)
         return policy
 
-    async def admit(self, key: str, client: str | None = None) -> Admission:
-        """Return the admission, or raise `KeyRejected` (`RateLimited` when over the limit);
-        `TooManyFailures` when `client` has failed too often (then nothing is looked up)."""
+    async def admit(
+        self,
+        key: str,
+        required_scopes: frozenset[str] = frozenset(),
+        *,
+        client: str | None = None,
+        report_valid: bool = True,
+    ) -> Admission:
+        """Return the admission, or raise `KeyRejected` (`RateLimited` when over the limit,
+        `MissingScopes` when the key lacks one of `required_scopes`); `TooManyFailures` when
+        `client` has failed too often (then nothing is looked up).
+
+        A forbidden request spends its unit of the limit like any other: the key is known and
+        the request was made, so a key probing routes it may not use is limited like one using
+        them, and the 403 carries true RateLimit headers. `report_valid=False` leaves reporting
+        an admission to the caller (`report`), which may still refuse it."""
         failures = self._failures if client is not None else None
         if failures is not None and client is not None:
             failures.check(client)
@@ -71,5 +84,14 @@ class Guard:
                 raise LimiterUnavailable
             self._on_result(KeyCheckResult.RATE_LIMITED)
             raise RateLimited(record, decision)
-        self._on_result(KeyCheckResult.VALID)
+        if required_scopes and not required_scopes.issubset(record.scopes):
+            self._on_result(KeyCheckResult.FORBIDDEN)
+            missing = ", ".join(sorted(required_scopes.difference(record.scopes)))
+            raise MissingScopes(record, decision, missing)
+        if report_valid:
+            self._on_result(KeyCheckResult.VALID)
         return Admission(record, decision)
+
+    def report(self, result: KeyCheckResult) -> None:
+        """Report the end of an admission made with `report_valid=False`."""
+        self._on_result(result)

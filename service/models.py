@@ -1,9 +1,10 @@
 """Every ORM model imported in one place, so alembic sees the whole schema."""
 
+from service.audit.models import AuditEntry
 from service.db import Base
 from service.keys.models import ApiKey
 from service.usage.models import ApiKeyUsage
 
 metadata = Base.metadata
 
-__all__ = ["ApiKey", "ApiKeyUsage", "metadata"]
+__all__ = ["ApiKey", "ApiKeyUsage", "AuditEntry", "metadata"]

@@ -29,6 +29,8 @@ from service.state import AppState
 
 TESTS_DIR = Path(__file__).resolve().parent
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "code"}
+# The audit actor of keys the tests mint and change directly through the use cases.
+TEST_ACTOR = "cli:tests"
 
 
 def unique_owner(label: str = "owner") -> str:
@@ -75,6 +77,7 @@ async def create_key(
     """A key committed to the test database through the same use case the CLI calls."""
     async with database.get_session() as session:
         return await service.create_key(
+            actor=TEST_ACTOR,
             session=session,
             key_format=KeyFormat.from_settings(settings),
             name=name,
@@ -87,7 +90,7 @@ async def create_key(
 
 async def revoke_key(database: Database, key_id: uuid.UUID) -> None:
     async with database.get_session() as session:
-        await service.revoke_key(session=session, key_id=key_id)
+        await service.revoke_key(actor=TEST_ACTOR, session=session, key_id=key_id)
 
 
 async def rotate_key(
@@ -95,6 +98,7 @@ async def rotate_key(
 ) -> IssuedKey:
     async with database.get_session() as session:
         return await service.rotate_key(
+            actor=TEST_ACTOR,
             session=session,
             key_format=KeyFormat.from_settings(settings),
             key_id=key_id,

@@ -11,7 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.api.credentials import client_address, presented_key
 from service.api.problems import ratelimit_headers
 from service.errors import Forbidden
+from service.guard import Admission
 from service.keys.record import KeyRecord
+from service.keys.scopes import ADMIN
+from service.results import KeyCheckResult
 from service.state import AppState
 
 
@@ -35,7 +38,9 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 async def get_principal(request: Request, response: Response, state: StateDep) -> KeyRecord:
     """The verified key behind the request; one unit of its limit is spent."""
     scope = request.scope
-    admission = await state.guard.admit(presented_key(scope["headers"]), client_address(scope))
+    admission = await state.guard.admit(
+        presented_key(scope["headers"]), client=client_address(scope)
+    )
     response.headers.update(ratelimit_headers(admission.decision))
     return admission.record
 
@@ -43,10 +48,30 @@ async def get_principal(request: Request, response: Response, state: StateDep) -
 PrincipalDep = Annotated[KeyRecord, Depends(get_principal)]
 
 
-async def get_admin(principal: PrincipalDep) -> KeyRecord:
-    if "admin" not in principal.scopes:
-        raise Forbidden("this endpoint needs a key with scope 'admin'")
-    return principal
+_ADMIN_REQUIRED = frozenset({ADMIN})
 
 
-AdminDep = Annotated[KeyRecord, Depends(get_admin)]
+async def get_admin(
+    request: Request, response: Response, state: StateDep
+) -> AsyncIterator[Admission]:
+    """A key with scope `admin`, admitted. Its check is counted once, when the handler is done:
+    `FORBIDDEN` if the handler refused it (an admin grant it may not make), else `VALID`."""
+    scope = request.scope
+    admission = await state.guard.admit(
+        presented_key(scope["headers"]),
+        _ADMIN_REQUIRED,
+        client=client_address(scope),
+        report_valid=False,
+    )
+    response.headers.update(ratelimit_headers(admission.decision))
+    result = KeyCheckResult.VALID
+    try:
+        yield admission
+    except Forbidden:
+        result = KeyCheckResult.FORBIDDEN
+        raise
+    finally:
+        state.guard.report(result)
+
+
+AdminDep = Annotated[Admission, Depends(get_admin)]

@@ -17,6 +17,7 @@ from service.errors import (
     InvalidInput,
     KeyRejected,
     LimiterUnavailable,
+    MissingScopes,
     NotFound,
     RateLimited,
     TooManyFailures,
@@ -71,8 +72,9 @@ def ratelimit_headers(decision: RateLimitDecision) -> dict[str, str]:
 
 def error_response(error: GatekeyError) -> JSONResponse:
     """Map a domain error to its response (also used by endpoints that answer without raising)."""
-    if isinstance(error, RateLimited):
-        return problem(429, error.code, error.message, ratelimit_headers(error.decision))
+    if isinstance(error, RateLimited | MissingScopes):
+        status = 429 if isinstance(error, RateLimited) else 403
+        return problem(status, error.code, error.message, ratelimit_headers(error.decision))
     if isinstance(error, TooManyFailures):
         retry_after = str(max(1, math.ceil(error.retry_after_s)))
         return problem(429, error.code, error.message, {"Retry-After": retry_after})

@@ -43,6 +43,7 @@ class ApiKey(Base):
     replaced_by_id: Mapped[uuid.UUID | None] = mapped_column(
         Uuid, ForeignKey("api_keys.id", ondelete="SET NULL")
     )
+    created_by: Mapped[str | None] = mapped_column(String(200))
     # Bumped by the database on every change to the fields above (not on `last_used_at`): the
     # key-change feed and the Redis key directory order states of a key by it.
     version: Mapped[int] = mapped_column(

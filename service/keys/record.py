@@ -32,6 +32,9 @@ class KeyRecord:
     revoked_at: datetime | None
     last_used_at: datetime | None
     replaced_by_id: uuid.UUID | None
+    # Who minted it (an acting key's id, or `cli:` and the OS user); keys older than the audit
+    # log have none.
+    created_by: str | None
 
     @classmethod
     def of(cls, source: object, **extra: Any) -> Self:

@@ -8,8 +8,10 @@ from fastapi import APIRouter, Response
 
 from service.api.deps import StateDep
 from service.api.problems import ratelimit_headers
-from service.errors import KeyRejected, RateLimited
+from service.errors import KeyRejected, MissingScopes, RateLimited
+from service.keys.record import KeyRecord
 from service.keys.schemas import RateLimitInfo, VerifyRequest, VerifyResult
+from service.keys.scopes import check_scope
 from service.ratelimit.decision import RateLimitDecision
 from service.results import KeyCheckResult
 
@@ -22,35 +24,36 @@ def _ratelimit_info(decision: RateLimitDecision) -> RateLimitInfo:
     )
 
 
+def _result(
+    code: KeyCheckResult, record: KeyRecord, decision: RateLimitDecision, response: Response
+) -> VerifyResult:
+    response.headers.update(ratelimit_headers(decision))
+    return VerifyResult(
+        valid=code is KeyCheckResult.VALID,
+        code=code,
+        key_id=record.id,
+        owner=record.owner,
+        scopes=list(record.scopes),
+        ratelimit=_ratelimit_info(decision),
+    )
+
+
 @router.post("/keys/verify")
 async def verify_key(body: VerifyRequest, state: StateDep, response: Response) -> VerifyResult:
-    """Check a key for another service; spends one unit of that key's limit."""
+    """Check a key for another service, and that it holds `required_scopes`; spends one unit of
+    that key's limit (a FORBIDDEN answer too, as on `/v1/auth`)."""
+    required = frozenset(check_scope(scope) for scope in body.required_scopes)
     try:
         # No per-address budget here: the caller is a service checking its own users' keys, and
         # blocking its address would refuse all of them (the fast path and the key-taking routes
         # are where end users connect).
-        admission = await state.guard.admit(body.key)
+        admission = await state.guard.admit(body.key, required)
     except RateLimited as limited:
-        response.headers.update(ratelimit_headers(limited.decision))
-        return VerifyResult(
-            valid=False,
-            code=limited.code,
-            key_id=limited.record.id,
-            owner=limited.record.owner,
-            scopes=list(limited.record.scopes),
-            ratelimit=_ratelimit_info(limited.decision),
-        )
+        return _result(limited.code, limited.record, limited.decision, response)
+    except MissingScopes as forbidden:
+        return _result(forbidden.code, forbidden.record, forbidden.decision, response)
     except KeyRejected as rejection:
         if rejection.code is KeyCheckResult.RATE_LIMITER_UNAVAILABLE:
             raise
         return VerifyResult(valid=False, code=rejection.code)
-    record = admission.record
-    response.headers.update(ratelimit_headers(admission.decision))
-    return VerifyResult(
-        valid=True,
-        code=KeyCheckResult.VALID,
-        key_id=record.id,
-        owner=record.owner,
-        scopes=list(record.scopes),
-        ratelimit=_ratelimit_info(admission.decision),
-    )
+    return _result(KeyCheckResult.VALID, admission.record, admission.decision, response)

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from service.keys.record import KeyRecord
+from service.keys.scopes import MAX_REQUIRED_SCOPES
 
 
 # A key as the admin API and the CLI show it: `KeyRecord` itself under the name the OpenAPI
@@ -63,6 +64,11 @@ class RateLimitInfo(BaseModel):
 
 class VerifyRequest(BaseModel):
     key: str = Field(max_length=256)
+    required_scopes: list[Annotated[str, Field(max_length=64)]] = Field(
+        default_factory=list,
+        max_length=MAX_REQUIRED_SCOPES,
+        description="scopes the key must hold, else `valid: false` with code FORBIDDEN",
+    )
 
 
 class VerifyResult(BaseModel):

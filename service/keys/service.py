@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import unicodedata
 import uuid
 from dataclasses import dataclass
@@ -10,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.audit.service import AuditAction, record_actions
 from service.errors import InvalidInput, NotFound
 from service.keys.directory import KeyEntry
 from service.keys.events import KeyChangeListener
@@ -17,11 +17,11 @@ from service.keys.format import KeyFormat
 from service.keys.models import ApiKey
 from service.keys.record import KeyRecord
 from service.keys.repository import ApiKeyRepository
+from service.keys.scopes import check_scope
 from service.ratelimit.policy import parse_rate_limit
 
 # New keys reach the Redis directory this many at a time (one pipeline each).
 _ANNOUNCE_BATCH = 1000
-_SCOPE_RE = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
 # More keys in one call than any import or load test needs; bounds the memory of one transaction.
 MAX_BULK_KEYS = 1_000_000
 
@@ -68,10 +68,7 @@ def _clean_owner(owner: str | None) -> str | None:
 
 
 def _clean_scopes(scopes: list[str]) -> list[str]:
-    for scope in scopes:
-        if not _SCOPE_RE.match(scope):
-            raise InvalidInput(f"invalid scope {scope!r}: lower-case letters, digits and _.:-")
-    return sorted(set(scopes))
+    return sorted({check_scope(scope) for scope in scopes})
 
 
 def _clean_rate_limit(rate_limit: str | None) -> str | None:
@@ -89,12 +86,27 @@ def _entry(model: ApiKey) -> KeyEntry:
     return KeyEntry(model.key_hash, model.version, KeyRecord.of(model))
 
 
+@dataclass(frozen=True, slots=True)
+class Audit:
+    """What the audit entry of a change says besides the change: the action and who acted."""
+
+    action: AuditAction
+    actor: str
+
+
 async def _commit_change(
-    session: AsyncSession, model: ApiKey, listener: KeyChangeListener | None
+    session: AsyncSession,
+    model: ApiKey,
+    before: KeyRecord,
+    audit: Audit,
+    listener: KeyChangeListener | None,
 ) -> KeyRecord:
-    """Commit a change to an existing key, then tell every worker's cache about it."""
+    """Commit a change to an existing key with its audit entry, then tell every worker's cache."""
     await session.flush()  # the database moves `version`; RETURNING brings it back
     entry = _entry(model)
+    await record_actions(
+        session, action=audit.action, actor=audit.actor, changed=[(before, entry.record)]
+    )
     await session.commit()
     if listener is not None:
         await listener.key_changed(entry)
@@ -111,9 +123,11 @@ async def create_key(
     rate_limit: str | None = None,
     expires_in: timedelta | None = None,
     listener: KeyChangeListener | None = None,
+    actor: str,
 ) -> IssuedKey:
     (issued,) = await create_keys(
         session=session,
+        actor=actor,
         key_format=key_format,
         count=1,
         name=name,
@@ -137,6 +151,7 @@ async def create_keys(
     rate_limit: str | None = None,
     expires_in: timedelta | None = None,
     listener: KeyChangeListener | None = None,
+    actor: str,
 ) -> list[IssuedKey]:
     """`count` keys with the same metadata in one transaction (one for `create_key`, thousands
     for imports and load tests): one multi-row INSERT per 1,000 keys, not a round trip each."""
@@ -148,6 +163,7 @@ async def create_keys(
         "scopes": _clean_scopes(scopes or []),
         "rate_limit": _clean_rate_limit(rate_limit),
         "expires_at": _utcnow() + expires_in if expires_in is not None else None,
+        "created_by": actor,
     }
     plaintexts = [key_format.generate() for _ in range(count)]
     rows = [
@@ -160,6 +176,12 @@ async def create_keys(
     ]
     stored = await ApiKeyRepository(session).add_many(rows)
     entries = [KeyEntry(row.key_hash, row.version, KeyRecord.of(row)) for row in stored]
+    await record_actions(
+        session,
+        action=AuditAction.CREATE,
+        actor=actor,
+        changed=[(None, entry.record) for entry in entries],
+    )
     await session.commit()
     if listener is not None:
         for start in range(0, len(entries), _ANNOUNCE_BATCH):
@@ -195,9 +217,13 @@ async def update_key(
     scopes: list[str] | None = None,
     rate_limit: str | None = None,
     listener: KeyChangeListener | None = None,
+    actor: str,
+    action: AuditAction = AuditAction.UPDATE,
 ) -> KeyRecord:
-    """Change the given fields; `None` leaves a field as it is."""
+    """Change the given fields; `None` leaves a field as it is. `action` names the change in the
+    audit log (`set-limit` for the CLI command of that name)."""
     model = await _get_model(ApiKeyRepository(session), key_id)
+    before = KeyRecord.of(model)
     if name is not None:
         model.name = _clean_name(name)
     if owner is not None:
@@ -206,18 +232,23 @@ async def update_key(
         model.scopes = _clean_scopes(scopes)
     if rate_limit is not None:
         model.rate_limit = _clean_rate_limit(rate_limit)
-    return await _commit_change(session, model, listener)
+    return await _commit_change(session, model, before, Audit(action, actor), listener)
 
 
 async def revoke_key(
-    *, session: AsyncSession, key_id: uuid.UUID, listener: KeyChangeListener | None = None
+    *,
+    session: AsyncSession,
+    key_id: uuid.UUID,
+    listener: KeyChangeListener | None = None,
+    actor: str,
 ) -> KeyRecord:
     """Revoke now; revoking twice keeps the first time."""
     model = await _get_model(ApiKeyRepository(session), key_id)
+    before = KeyRecord.of(model)
     now = _utcnow()
     if model.revoked_at is None or model.revoked_at > now:
         model.revoked_at = now
-    return await _commit_change(session, model, listener)
+    return await _commit_change(session, model, before, Audit(AuditAction.REVOKE, actor), listener)
 
 
 async def rotate_key(
@@ -227,10 +258,12 @@ async def rotate_key(
     key_id: uuid.UUID,
     grace: timedelta,
     listener: KeyChangeListener | None = None,
+    actor: str,
 ) -> IssuedKey:
     """Issue a successor with the same metadata; the old key is revoked when the grace ends."""
     repository = ApiKeyRepository(session)
     old = await _get_model(repository, key_id)
+    before = KeyRecord.of(old)
     now = _utcnow()
     if not KeyRecord.of(old).is_active(now):
         raise InvalidInput(f"key {key_id} is revoked or expired and cannot be rotated")
@@ -244,12 +277,13 @@ async def rotate_key(
             scopes=list(old.scopes),
             rate_limit=old.rate_limit,
             expires_at=old.expires_at,
+            created_by=actor,
         )
     )
     old.revoked_at = now + grace
     old.replaced_by_id = new.id
     new_entry = _entry(new)
-    await _commit_change(session, old, listener)
+    await _commit_change(session, old, before, Audit(AuditAction.ROTATE, actor), listener)
     if listener is not None:
         await listener.keys_created([new_entry])
     return IssuedKey(record=new_entry.record, plaintext=plaintext)

@@ -44,8 +44,11 @@ OPERATIONS = [
     "PATCH /v1/admin/keys/{key_id}",
     "DELETE /v1/admin/keys/{key_id}",
     "POST /v1/admin/keys/{key_id}/rotate",
+    "GET /v1/admin/audit",
     "GET /v1/whoami",
     "GET /v1/auth",
+    "POST /v1/auth",
+    "GET /v1/auth/{path}",
 ]
 # No parameters and no body: nothing to get wrong, so no negative cases exist for these.
 WITHOUT_INPUT = {"GET /healthz", "GET /readyz"}

@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.config import Settings
@@ -16,7 +16,14 @@ from service.errors import InvalidInput
 from service.keys import service
 from service.keys.format import KeyFormat
 from service.keys.models import ApiKey
-from tests.factories import count_statements, key_header, run_cli, running_app, unique_owner
+from tests.factories import (
+    TEST_ACTOR,
+    count_statements,
+    key_header,
+    run_cli,
+    running_app,
+    unique_owner,
+)
 
 
 @pytest.fixture
@@ -36,6 +43,7 @@ async def test_2500_keys_are_three_inserts_and_each_is_stored_with_its_hash(
     before = datetime.now(UTC)
     with count_statements(database.engine) as statements:
         minted = await service.create_keys(
+            actor=TEST_ACTOR,
             session=session,
             key_format=key_format,
             count=2500,
@@ -45,8 +53,14 @@ async def test_2500_keys_are_three_inserts_and_each_is_stored_with_its_hash(
             rate_limit="100 / minute",
             expires_in=timedelta(hours=1),
         )
-    inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT")]
-    assert len(inserts) == 3, [s[:80] for s in statements]
+    inserts = [s.split("(")[0].strip() for s in statements if s.lstrip().startswith("INSERT")]
+    # Three of keys, and the audit entries (one per key) as one batched statement.
+    assert inserts == ["INSERT INTO api_keys"] * 3 + ["INSERT INTO audit_log"], statements
+    audited = await session.scalar(
+        text("SELECT count(*) FROM audit_log WHERE action = 'create' AND key_id = ANY(:ids)"),
+        {"ids": [key.record.id for key in minted]},
+    )
+    assert audited == 2500
     assert len(minted) == 2500
     assert len({key.plaintext for key in minted}) == 2500
     assert all(key_format.is_well_formed(key.plaintext) for key in minted)
@@ -66,9 +80,12 @@ async def test_2500_keys_are_three_inserts_and_each_is_stored_with_its_hash(
 async def test_bad_input_creates_no_key(session: AsyncSession, key_format: KeyFormat) -> None:
     owner = unique_owner("bulk")
     with pytest.raises(InvalidInput, match="count must be 1 to 1,000,000"):
-        await service.create_keys(session=session, key_format=key_format, count=0, name="x")
+        await service.create_keys(
+            actor=TEST_ACTOR, session=session, key_format=key_format, count=0, name="x"
+        )
     with pytest.raises(InvalidInput, match="invalid rate limit '100/week'"):
         await service.create_keys(
+            actor=TEST_ACTOR,
             session=session,
             key_format=key_format,
             count=5,

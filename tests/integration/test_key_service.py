@@ -15,7 +15,7 @@ from service.keys import service
 from service.keys.format import KeyFormat
 from service.keys.record import KeyRecord
 from service.keys.repository import ApiKeyRepository
-from tests.factories import call_window, columns_containing, unique_owner
+from tests.factories import TEST_ACTOR, call_window, columns_containing, unique_owner
 
 
 @pytest.fixture
@@ -33,6 +33,7 @@ async def _create(
     expires_in: timedelta | None = None,
 ) -> service.IssuedKey:
     return await service.create_key(
+        actor=TEST_ACTOR,
         session=session,
         key_format=key_format,
         name="svc",
@@ -55,6 +56,7 @@ async def test_create_stores_hash_and_metadata(
 ) -> None:
     with call_window() as window:
         issued = await service.create_key(
+            actor=TEST_ACTOR,
             session=session,
             key_format=key_format,
             name="  billing job  ",
@@ -87,7 +89,9 @@ async def test_create_rejects_bad_input(session: AsyncSession, key_format: KeyFo
     with pytest.raises(InvalidInput, match="invalid scope 'Admin'"):
         await _create(session, key_format, owner, scopes=["Admin"])
     with pytest.raises(InvalidInput, match="name must be 1 to 200 characters"):
-        await service.create_key(session=session, key_format=key_format, name="   ")
+        await service.create_key(
+            actor=TEST_ACTOR, session=session, key_format=key_format, name="   "
+        )
     assert await service.list_keys(session=session, owner=owner, include_inactive=True) == []
 
 
@@ -115,7 +119,7 @@ async def test_list_hides_revoked_and_expired_unless_all(
     revoked = await _create(session, key_format, owner)
     expired = await _create(session, key_format, owner, expires_in=timedelta(hours=1))
     other_owner = await _create(session, key_format, unique_owner())
-    await service.revoke_key(session=session, key_id=revoked.record.id)
+    await service.revoke_key(actor=TEST_ACTOR, session=session, key_id=revoked.record.id)
     await session.execute(
         text("UPDATE api_keys SET expires_at = now() - interval '1 minute' WHERE id = :id"),
         {"id": expired.record.id},
@@ -136,7 +140,7 @@ async def test_get_unknown_key_is_not_found(session: AsyncSession) -> None:
     assert caught.value.message == f"no key with id {missing}"
     for use_case in (service.revoke_key, service.update_key):
         with pytest.raises(NotFound):
-            await use_case(session=session, key_id=missing)
+            await use_case(session=session, key_id=missing, actor=TEST_ACTOR)
 
 
 async def test_show_returns_what_create_returned(
@@ -151,11 +155,11 @@ async def test_revoke_takes_effect_now_and_keeps_the_first_time(
 ) -> None:
     issued = await _create(session, key_format, unique_owner())
     with call_window() as window:
-        first = await service.revoke_key(session=session, key_id=issued.record.id)
+        first = await service.revoke_key(actor=TEST_ACTOR, session=session, key_id=issued.record.id)
     window.assert_stamped(first.revoked_at, plus=timedelta(0))
     assert first.status(datetime.now(UTC)) == "REVOKED"
     session.expire_all()  # the second revoke starts from the row
-    second = await service.revoke_key(session=session, key_id=issued.record.id)
+    second = await service.revoke_key(actor=TEST_ACTOR, session=session, key_id=issued.record.id)
     assert second.revoked_at == first.revoked_at
     assert (await _stored(session, issued.record.id)).revoked_at == first.revoked_at
 
@@ -164,7 +168,7 @@ async def _rotate(
     session: AsyncSession, key_format: KeyFormat, key_id: uuid.UUID, grace: timedelta
 ) -> tuple[service.IssuedKey, KeyRecord]:
     issued = await service.rotate_key(
-        session=session, key_format=key_format, key_id=key_id, grace=grace
+        actor=TEST_ACTOR, session=session, key_format=key_format, key_id=key_id, grace=grace
     )
     return issued, await _stored(session, key_id)
 
@@ -212,7 +216,7 @@ async def test_rotate_without_grace_revokes_old_key_at_once(
 
 async def test_rotate_refuses_a_revoked_key(session: AsyncSession, key_format: KeyFormat) -> None:
     original = await _create(session, key_format, unique_owner())
-    await service.revoke_key(session=session, key_id=original.record.id)
+    await service.revoke_key(actor=TEST_ACTOR, session=session, key_id=original.record.id)
     with pytest.raises(InvalidInput, match="is revoked or expired and cannot be rotated"):
         await _rotate(session, key_format, original.record.id, timedelta(0))
     with pytest.raises(NotFound):
@@ -224,7 +228,7 @@ async def test_update_changes_only_given_fields(
 ) -> None:
     original = await _create(session, key_format, unique_owner(), scopes=["read"])
     updated = await service.update_key(
-        session=session, key_id=original.record.id, rate_limit="10/hours"
+        actor=TEST_ACTOR, session=session, key_id=original.record.id, rate_limit="10/hours"
     )
     assert updated.rate_limit == "10/hour"
     assert (updated.name, updated.owner, updated.scopes) == (
@@ -233,7 +237,12 @@ async def test_update_changes_only_given_fields(
         ("read",),
     )
     renamed = await service.update_key(
-        session=session, key_id=original.record.id, name="renamed", scopes=["b", "a"], owner="x"
+        actor=TEST_ACTOR,
+        session=session,
+        key_id=original.record.id,
+        name="renamed",
+        scopes=["b", "a"],
+        owner="x",
     )
     assert (renamed.name, renamed.owner, renamed.scopes, renamed.rate_limit) == (
         "renamed",
@@ -249,9 +258,13 @@ async def test_update_rejects_bad_values_and_changes_nothing(
 ) -> None:
     original = await _create(session, key_format, unique_owner(), rate_limit="1/second")
     with pytest.raises(InvalidInput, match="invalid rate limit 'lots'"):
-        await service.update_key(session=session, key_id=original.record.id, rate_limit="lots")
+        await service.update_key(
+            actor=TEST_ACTOR, session=session, key_id=original.record.id, rate_limit="lots"
+        )
     await session.rollback()
     with pytest.raises(InvalidInput, match="invalid scope"):
-        await service.update_key(session=session, key_id=original.record.id, scopes=["no spaces"])
+        await service.update_key(
+            actor=TEST_ACTOR, session=session, key_id=original.record.id, scopes=["no spaces"]
+        )
     await session.rollback()
     assert await service.get_key(session=session, key_id=original.record.id) == original.record

@@ -43,6 +43,22 @@ async def _tables(settings: Settings) -> set[str]:
         await engine.dispose()
 
 
+async def _columns(settings: Settings, table: str, name: str) -> list[str]:
+    engine = create_async_engine(settings.database_url, poolclass=pool.NullPool)
+    try:
+        async with engine.connect() as connection:
+            rows = await connection.execute(
+                text(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_name = :table AND column_name = :name"
+                ),
+                {"table": table, "name": name},
+            )
+            return [row[0] for row in rows]
+    finally:
+        await engine.dispose()
+
+
 async def _database_exists(settings: Settings) -> bool:
     url = make_url(settings.database_url)
     engine = create_async_engine(url.set(database="postgres"), poolclass=pool.NullPool)
@@ -69,9 +85,19 @@ async def test_upgrade_downgrade_upgrade_with_check(scratch: Settings) -> None:
 
     _ok(await run_cli(scratch, "db", "upgrade"))
     assert await _database_exists(scratch)
-    assert {"alembic_version", "api_keys"} <= await _tables(scratch)
+    assert {"alembic_version", "api_keys", "audit_log"} <= await _tables(scratch)
     assert "schema at head, no drift" in _ok(await run_cli(scratch, "db", "check"))
     assert f"current: {head}  head: {head}" in _ok(await run_cli(scratch, "db", "current"))
+
+    # The audit log's revision on its own: down removes exactly what it added, up restores it.
+    assert head == "0004_audit_log"
+    assert await _columns(scratch, "api_keys", "created_by") == ["created_by"]
+    _ok(await run_cli(scratch, "db", "downgrade", "0003_api_key_versions"))
+    assert "audit_log" not in await _tables(scratch)
+    assert await _columns(scratch, "api_keys", "created_by") == []
+    _ok(await run_cli(scratch, "db", "upgrade"))
+    assert "audit_log" in await _tables(scratch)
+    assert "schema at head, no drift" in _ok(await run_cli(scratch, "db", "check"))
 
     _ok(await run_cli(scratch, "db", "downgrade", "base"))
     assert await _tables(scratch) == {"alembic_version"}

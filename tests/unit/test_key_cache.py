@@ -33,6 +33,7 @@ def _record(n: int = 1) -> KeyRecord:
         revoked_at=None,
         last_used_at=None,
         replaced_by_id=None,
+        created_by=None,
     )
 
 

@@ -29,6 +29,7 @@ def _record(*, expires_at: datetime | None = None, revoked_at: datetime | None =
         revoked_at=revoked_at,
         last_used_at=None,
         replaced_by_id=None,
+        created_by=None,
     )
 
 
@@ -84,6 +85,7 @@ def test_of_copies_every_field_and_freezes_scopes() -> None:
         revoked_at=None,
         last_used_at=NOW,
         replaced_by_id=successor,
+        created_by="cli:alice",
     )
     record = KeyRecord.of(model)
     assert record == KeyRecord(
@@ -98,6 +100,7 @@ def test_of_copies_every_field_and_freezes_scopes() -> None:
         revoked_at=None,
         last_used_at=NOW,
         replaced_by_id=successor,
+        created_by="cli:alice",
     )
     assert not hasattr(record, "key_hash")
     # The fast path keys its cached bodies by record: an equal record built again must find them.

@@ -40,6 +40,7 @@ RECORD = KeyRecord(
     revoked_at=None,
     last_used_at=None,
     replaced_by_id=None,
+    created_by=None,
 )
 LIMITED = RateLimitDecision(
     allowed=False,

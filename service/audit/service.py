@@ -1,0 +1,107 @@
+"""Recording admin actions (inside the action's own transaction) and reading the log back."""
+
+from __future__ import annotations
+
+import getpass
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.audit.repository import AuditRepository
+from service.keys.record import KeyRecord
+
+# The fields of a key an entry may show: what an admin sets, never the hash or a plaintext.
+AUDITED_FIELDS = (
+    "name",
+    "owner",
+    "scopes",
+    "rate_limit",
+    "expires_at",
+    "revoked_at",
+    "replaced_by_id",
+)
+MAX_PAGE = 1000
+
+
+class AuditAction(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    SET_LIMIT = "set-limit"
+    REVOKE = "revoke"
+    ROTATE = "rotate"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    id: int
+    at: datetime
+    action: str
+    key_id: uuid.UUID
+    actor: str
+    changes: dict[str, Any]
+
+
+def cli_actor() -> str:
+    """The actor of a CLI command: `cli:` and the OS user running it."""
+    return f"cli:{getpass.getuser()}"
+
+
+def key_actor(key_id: uuid.UUID) -> str:
+    """The actor of an admin API call: the acting key's id."""
+    return str(key_id)
+
+
+def _json(value: object) -> object:
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def changes(before: KeyRecord | None, after: KeyRecord) -> dict[str, Any]:
+    """The audited fields that differ, `{"from": old, "to": new}`; on create, those set."""
+    diff: dict[str, Any] = {}
+    for field in AUDITED_FIELDS:
+        old = None if before is None else getattr(before, field)
+        new = getattr(after, field)
+        if old != new and not (before is None and new in (None, ())):
+            diff[field] = {"from": _json(old), "to": _json(new)}
+    return diff
+
+
+async def record_actions(
+    session: AsyncSession,
+    *,
+    action: AuditAction,
+    actor: str,
+    changed: Sequence[tuple[KeyRecord | None, KeyRecord]],
+) -> None:
+    """Add one entry per (before, after) pair to the caller's transaction: the entries commit
+    with the change or not at all. Every admin action on keys calls this, and only this."""
+    rows = [
+        {
+            "action": str(action),
+            "key_id": after.id,
+            "actor": actor,
+            "changes": changes(before, after),
+        }
+        for before, after in changed
+    ]
+    await AuditRepository(session).add_many(rows)
+
+
+async def list_entries(
+    *, session: AsyncSession, key_id: uuid.UUID | None, after_id: int | None, limit: int
+) -> list[AuditRecord]:
+    entries = await AuditRepository(session).page(
+        key_id=key_id, after_id=after_id, limit=min(limit, MAX_PAGE)
+    )
+    return [AuditRecord(e.id, e.at, e.action, e.key_id, e.actor, dict(e.changes)) for e in entries]

@@ -43,11 +43,17 @@ def _param_line(param: Any) -> str:
     kind = param.display_type(_CONTEXT).strip("<>").split()[0].upper()
     metavar = "" if param.is_flag else f" {kind}"
     help_text = (param.help or "").replace("|", "\\|")
-    return f"| {names}{metavar} | {help_text}{_default(param)}{' (required)' if param.required else ''} |"
+    required = " (required)" if param.required else ""
+    return f"| {names}{metavar} | {help_text}{_default(param)}{required} |"
 
 
 def _command(path: str, command: Any) -> list[str]:
-    lines = [f"### `{path}`", "", (command.help or "").strip().split("\n\n")[0].replace("\n", " "), ""]
+    lines = [
+        f"### `{path}`",
+        "",
+        (command.help or "").strip().split("\n\n")[0].replace("\n", " "),
+        "",
+    ]
     params = [p for p in command.params if p.name != "help"]
     if params:
         lines += ["| argument / option | meaning |", "|---|---|", *map(_param_line, params), ""]

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,6 @@ import httpx
 import pytest
 import yaml
 
-from service.config import Settings
 from service.db import Database
 from service.harness.processes import ServerProcess, answers, free_port, serving, wait_until_async
 from tests.factories import create_key, key_header
@@ -98,7 +98,7 @@ HEALTHZ_SENT = 'sum(gatekey_http_requests_total{job="gatekey",route="/healthz"})
 
 
 async def test_target_is_up_and_the_counter_grows_by_the_requests_sent(
-    server: ServeProcess, prometheus: ServerProcess, settings: Settings, database: Database
+    server: ServeProcess, prometheus: ServerProcess, database: Database
 ) -> None:
     async with (
         httpx.AsyncClient(base_url=prometheus.url, timeout=10) as prom,
@@ -125,7 +125,8 @@ async def test_target_is_up_and_the_counter_grows_by_the_requests_sent(
         assert await scalar(prom, 'count(gatekey_ratelimit_breaker_open{job="gatekey"})') == 2
         assert await scalar(prom, 'sum(gatekey_ratelimit_breaker_open{job="gatekey"})') == 0
         (build,) = await query(prom, 'gatekey_build_info{job="gatekey"}')
-        assert build["metric"]["version"] != "" and build["value"][1] == "1"
+        assert build["metric"]["version"] == version("gatekey")
+        assert build["value"][1] == "1"
 
 
 async def test_alert_rules_and_dashboard_queries_evaluate_against_live_series(
@@ -160,7 +161,7 @@ def documented_families() -> dict[str, str]:
 
 
 async def test_live_exposition_passes_promtool_and_is_documented_family_for_family(
-    server: ServeProcess, settings: Settings
+    server: ServeProcess,
 ) -> None:
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as app:
         await app.get("/v1/whoami")  # a request: the labelled request families appear

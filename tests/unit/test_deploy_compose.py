@@ -40,7 +40,9 @@ def setting_names() -> set[str]:
 
 def test_compose_file_is_valid_under_the_compose_specification() -> None:
     schema = json.loads(SCHEMA.read_text())
-    errors = sorted(str(e.message) for e in jsonschema.Draft7Validator(schema).iter_errors(compose()))
+    errors = sorted(
+        str(e.message) for e in jsonschema.Draft7Validator(schema).iter_errors(compose())
+    )
     assert errors == []
     # The schema forbids unknown keys, so a misspelt one fails here: prove the validator bites.
     broken = compose()
@@ -88,7 +90,7 @@ def test_state_lives_in_named_volumes_and_mounted_files_exist() -> None:
     assert set(spec["volumes"]) == {"pgdata", "prometheus-data", "grafana-data"}
     for service in spec["services"].values():
         for volume in service.get("volumes", []):
-            source, target, *mode = volume.split(":")
+            source, _target, *mode = volume.split(":")
             if source.startswith("./"):
                 assert mode == ["ro"], volume
                 assert (ROOT / source).exists(), volume

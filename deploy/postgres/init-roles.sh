@@ -22,6 +22,9 @@ ALTER SCHEMA public OWNER TO gatekey_migrate;
 CREATE ROLE gatekey_app LOGIN PASSWORD :'app_password';
 REVOKE ALL ON DATABASE gatekey FROM PUBLIC;
 GRANT CONNECT ON DATABASE gatekey TO gatekey_app;
+-- The maintenance database: the migration role creates databases from it, the service never.
+REVOKE CONNECT ON DATABASE postgres FROM PUBLIC;
+GRANT CONNECT ON DATABASE postgres TO gatekey_migrate;
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 GRANT USAGE ON SCHEMA public TO gatekey_app;
 -- Tables the migration role creates later are granted to the service as they appear.

@@ -107,3 +107,23 @@ def test_the_real_env_file_is_ignored_by_git_and_the_example_has_no_real_secret(
     for name, value in env_example().items():
         if "PASSWORD" in name or name in {"KEY_PEPPER", "DATABASE_URL", "GATEKEY_APP_DATABASE_URL"}:
             assert re.search(r"change-me", value), name
+
+
+def test_readme_staging_commands_name_real_services_and_published_ports() -> None:
+    """The README's five staging commands, as the checklist spells them, against the file."""
+    section = (ROOT / "README.md").read_text().split("## Staging", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"^(docker-compose .+|curl .+)$", section, flags=re.MULTILINE)
+    assert commands == [
+        "docker-compose -f docker-compose.staging.yml up -d",
+        "docker-compose -f docker-compose.staging.yml logs -f app",
+        "docker-compose -f docker-compose.staging.yml exec app pytest tests/integration/ -v",
+        "curl http://localhost:9090/metrics",
+        "docker-compose -f docker-compose.staging.yml down -v",
+    ]
+    services = compose()["services"]
+    assert "app" in services
+    published = {
+        port.split(":")[1]: name for name, s in services.items() for port in s.get("ports", [])
+    }
+    assert published["9090"] == "prometheus"
+    assert published["8000"] == "app"

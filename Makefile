@@ -12,7 +12,7 @@ WITH_SERVICES := $(BIN)/python scripts/devservices.py run --
 .DEFAULT_GOAL := help
 # The targets share .venv and the services; `make test` stops at the first failure, in order.
 .NOTPARALLEL:
-.PHONY: help venv run test lint typecheck contracts unit integration bench selftest clean
+.PHONY: help venv run test lint typecheck contracts unit integration bench selftest docs clean
 
 help: ## List the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ bench: venv ## wrk: gatekey at 1-5,000 and 100,000 cold keys vs bare FastAPI, ba
 
 selftest: venv ## gatekey selftest: checklist, load steps, GO/NO-GO (ARGS="--quick" ...)
 	$(WITH_SERVICES) $(BIN)/gatekey selftest $(ARGS)
+
+docs: venv ## Rewrite docs/cli.md from the CLI itself (tests/unit/test_docs.py checks it is current)
+	$(BIN)/python scripts/cli_reference.py
 
 clean: ## Remove .venv, .devservices (embedded servers' data) and caches
 	rm -rf $(VENV) .devservices .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -20,6 +20,7 @@ from service.keys.feed import KeyChangeFeed
 from service.keys.format import KeyFormat
 from service.keys.verifier import KeyVerifier
 from service.metrics import Metrics, label_incrementer, run_resource_sampler
+from service.ratelimit.events import LimiterEvents
 from service.ratelimit.failures import FailureBudget
 from service.ratelimit.limiter import RateLimiter, create_failure_limiter, create_limiter
 from service.ratelimit.policy import parse_rate_limit
@@ -84,6 +85,11 @@ async def open_serving(
             worker_count=worker_count,
             on_decision=label_incrementer(metrics.ratelimit_decisions),
             keyspace=keyspace,
+            events=LimiterEvents(
+                round_trip=metrics.redis_round_trip.observe,
+                breaker_open=metrics.ratelimit_breaker_open.set,
+                usage_dropped=lambda reason, count: metrics.usage_dropped.labels(reason).inc(count),
+            ),
         )
         stack.push_async_callback(limiter.aclose)
         failure_limiter = create_failure_limiter(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
+from importlib.metadata import version
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import Metric
@@ -21,12 +22,18 @@ VERIFICATION_RESULTS = tuple(
 CACHE_OUTCOMES = ("hit", "miss")
 RATELIMIT_DECISIONS = ("allowed", "limited", "fallback")
 USAGE_FLUSH_RESULTS = ("ok", "error")
+USAGE_DROP_REASONS = ("full", "shutdown")
 
 # Sub-millisecond answers are the norm for a cached key check, so the low end is finer than
 # prometheus-client's default buckets.
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # A pooled connection is handed over in microseconds; the top buckets bracket DATABASE_POOL_TIMEOUT.
 POOL_WAIT_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0)
+# A pipelined batch on loopback takes ~100 us; the top buckets bracket the limiter's deadline
+# (2 x REDIS_TIMEOUT, 0.1 s by default) and a slow network.
+REDIS_ROUND_TRIP_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+)  # fmt: skip
 
 
 class Metrics:
@@ -41,6 +48,15 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None) -> None:
         self.registry = registry
         self.scrape_registry = registry if registry is not None else _merging_registry()
+        # Every living worker reports the same constant series; `livemostrecent` shows it once.
+        self.build_info = Gauge(
+            "gatekey_build_info",
+            "Always 1; the label carries the running gatekey version",
+            ["version"],
+            multiprocess_mode="livemostrecent",
+            registry=registry,
+        )
+        self.build_info.labels(version("gatekey")).set(1)
         self.http_requests = Counter(
             "gatekey_http_requests",
             "HTTP requests served, by route template (scrapes of /metrics excluded)",
@@ -79,6 +95,22 @@ class Metrics:
         self.ratelimit_decisions = self._counter(
             "gatekey_ratelimit_decisions", "Rate-limit decisions", "decision", RATELIMIT_DECISIONS
         )
+        self.ratelimit_breaker_open = self._per_worker(
+            "gatekey_ratelimit_breaker_open",
+            "1 while this worker's Redis circuit breaker is open (decisions by the fallback)",
+        )
+        self.redis_round_trip = Histogram(
+            "gatekey_redis_round_trip_seconds",
+            "Rate-limiter round trips to Redis, one per pipelined batch of checks",
+            buckets=REDIS_ROUND_TRIP_BUCKETS,
+            registry=registry,
+        )
+        self.usage_dropped = self._counter(
+            "gatekey_usage_dropped",
+            "Admitted requests whose usage was lost during a Redis outage",
+            "reason",
+            USAGE_DROP_REASONS,
+        )
         self.usage_flushes = self._counter(
             "gatekey_usage_flush", "Usage flushes to PostgreSQL", "result", USAGE_FLUSH_RESULTS
         )
@@ -99,7 +131,7 @@ class Metrics:
             registry=registry,
         )
         self.worker_cpu_seconds = Gauge(
-            "gatekey_worker_cpu_seconds_total",
+            "gatekey_worker_cpu_seconds",
             "Worker CPU time, user plus system",
             ["pid"],
             multiprocess_mode="liveall",

@@ -42,6 +42,7 @@ class DeferredUsage:
         ttl_s: int,
         clock: Callable[[], float] = time.time,
         max_slots: int = MAX_HELD_SLOTS,
+        on_dropped: Callable[[str, int], None] | None = None,
     ) -> None:
         self._redis = redis
         self._keyspace = keyspace
@@ -54,6 +55,7 @@ class DeferredUsage:
         self._max_slots = max_slots
         self._slots = 0  # (key, minute) counters held, open and sealed
         self.dropped = 0  # admissions not held because every slot was taken
+        self._on_dropped = on_dropped
         self._is_full = False
 
     def add(self, key_id: str) -> None:
@@ -66,6 +68,8 @@ class DeferredUsage:
                     logger.warning("ratelimit_deferred_usage_full", extra={"slots": self._slots})
                     self._is_full = True
                 self.dropped += 1
+                if self._on_dropped is not None:
+                    self._on_dropped("full", 1)
                 return
             self._slots += 1
         self._open[key_id][minute] += 1

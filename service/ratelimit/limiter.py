@@ -11,6 +11,7 @@ from service.config import RateLimitBackend, RedisErrorPolicy, Settings
 from service.ratelimit.breaker import CircuitBreaker
 from service.ratelimit.decision import RateLimitDecision
 from service.ratelimit.deferred_usage import DeferredUsage
+from service.ratelimit.events import LimiterEvents
 from service.ratelimit.fallback import make_fallback
 from service.ratelimit.memory import MemoryRateLimiter
 from service.ratelimit.policy import RateLimitPolicy
@@ -42,8 +43,10 @@ def create_limiter(
     worker_count: int,
     on_decision: Callable[[str], None] | None = None,
     keyspace: RedisKeyspace | None = None,
+    events: LimiterEvents | None = None,
 ) -> RateLimiter:
-    """The limiter `RATE_LIMIT_BACKEND` names; `on_decision` gets allowed|limited|fallback."""
+    """The limiter `RATE_LIMIT_BACKEND` names; `on_decision` gets allowed|limited|fallback,
+    `events` the Redis limiter's round trips, breaker changes and dropped usage."""
     if settings.rate_limit_backend is RateLimitBackend.MEMORY:
         return MemoryRateLimiter(on_decision=on_decision)
     if redis is None:
@@ -54,6 +57,7 @@ def create_limiter(
     policy = settings.rate_limit_on_redis_error
     local = MemoryRateLimiter(divisor=worker_count)
     keyspace = keyspace or RedisKeyspace()
+    events = events or LimiterEvents()
     return RedisRateLimiter(
         redis,
         timeout=settings.redis_timeout,
@@ -62,7 +66,10 @@ def create_limiter(
         on_decision=on_decision,
         keyspace=keyspace,
         observe=local.observe if policy is RedisErrorPolicy.LOCAL else None,
-        deferred_usage=DeferredUsage(redis, keyspace, ttl_s=USAGE_TTL_S),
+        deferred_usage=DeferredUsage(
+            redis, keyspace, ttl_s=USAGE_TTL_S, on_dropped=events.usage_dropped
+        ),
+        events=events,
     )
 
 

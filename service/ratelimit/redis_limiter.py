@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -20,6 +21,7 @@ from service.ratelimit.breaker import CircuitBreaker
 from service.ratelimit.deadline import Deadline
 from service.ratelimit.decision import RateLimitDecision
 from service.ratelimit.deferred_usage import DeferredUsage
+from service.ratelimit.events import LimiterEvents
 from service.ratelimit.gcra import GcraParams, gcra_params, to_decision
 from service.ratelimit.policy import RateLimitPolicy
 from service.redis.keyspace import RedisKeyspace
@@ -79,6 +81,7 @@ class RedisRateLimiter:
         observe: Callable[[str, int], None] | None = None,
         deferred_usage: DeferredUsage | None = None,
         records_usage: bool = True,
+        events: LimiterEvents | None = None,
     ) -> None:
         self._redis = redis
         # False for limits on something other than a key (no usage hash, no dirty mark).
@@ -99,6 +102,7 @@ class RedisRateLimiter:
         # Counts what a fallback admits, for Redis to take over once it answers again.
         self._deferred_usage = deferred_usage
         self._hand_over: asyncio.Task[None] | None = None
+        self._events = events or LimiterEvents()
         self._keyspace = keyspace or RedisKeyspace()
         self._max_in_flight = max_in_flight
         script = load_script(ScriptName.GCRA)
@@ -147,10 +151,9 @@ class RedisRateLimiter:
             with contextlib.suppress(Exception):
                 await self._deferred_usage.hand_over()
             if not self._deferred_usage.is_empty:
-                logger.warning(
-                    "ratelimit_deferred_usage_lost",
-                    extra={"requests": self._deferred_usage.held()},
-                )
+                lost = self._deferred_usage.held()
+                self._events.usage_dropped("shutdown", lost)
+                logger.warning("ratelimit_deferred_usage_lost", extra={"requests": lost})
         idle, self._idle = self._idle, []
         for connection in idle:
             await connection.disconnect()
@@ -200,10 +203,12 @@ class RedisRateLimiter:
             self._in_flight -= 1
             return
         replies: Sequence[_Reply]
+        started = time.perf_counter()
         try:
             replies = await self._execute(batch)
         except Exception as error:  # whatever broke, these hits are decided without Redis
             if self._breaker.record_failure():
+                self._events.breaker_open(True)
                 cause = error.__cause__ if isinstance(error, _BatchFailed) else error
                 logger.warning("ratelimit_redis_unavailable", extra={"error": repr(cause)})
             # Hits queued behind this batch would only wait for the same failure.
@@ -212,7 +217,9 @@ class RedisRateLimiter:
             batch += self._pending
             self._pending = []
         else:
+            self._events.round_trip(time.perf_counter() - started)
             if self._breaker.record_success():
+                self._events.breaker_open(False)
                 logger.info("ratelimit_redis_recovered")
             self._start_hand_over()
         finally:

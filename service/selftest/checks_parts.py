@@ -23,7 +23,7 @@ REQUIRED_METRICS = (
     "gatekey_key_cache_requests_total",
     "gatekey_ratelimit_decisions_total",
     "gatekey_worker_resident_memory_bytes",
-    "gatekey_worker_cpu_seconds_total",
+    "gatekey_worker_cpu_seconds",
     "gatekey_usage_flush_total",
     "gatekey_usage_pending",
 )

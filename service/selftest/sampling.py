@@ -14,7 +14,7 @@ from service.selftest.prom import Scrape
 
 REQUESTS = "gatekey_http_requests_total"
 RSS = "gatekey_worker_resident_memory_bytes"
-CPU = "gatekey_worker_cpu_seconds_total"
+CPU = "gatekey_worker_cpu_seconds"
 POOL_CHECKED_OUT = "gatekey_db_pool_checked_out"
 POOL_WAITS = "gatekey_db_pool_wait_seconds_count"
 POOL_TIMEOUTS = "gatekey_db_pool_timeouts_total"

@@ -34,7 +34,7 @@ async def test_sampler_records_this_worker_then_stops() -> None:
 
     pid = {"pid": str(os.getpid())}
     resident = registry.get_sample_value("gatekey_worker_resident_memory_bytes", pid)
-    cpu = registry.get_sample_value("gatekey_worker_cpu_seconds_total", pid)
+    cpu = registry.get_sample_value("gatekey_worker_cpu_seconds", pid)
     assert resident is not None
     assert resident > 10 * 2**20
     assert cpu is not None

@@ -7,11 +7,14 @@ from redis.asyncio import Redis
 
 from service.config import RateLimitBackend, RedisErrorPolicy, Settings
 from service.ratelimit.breaker import CircuitBreaker
+from service.ratelimit.deferred_usage import DeferredUsage
+from service.ratelimit.events import LimiterEvents
 from service.ratelimit.fallback import make_fallback
 from service.ratelimit.limiter import create_limiter
 from service.ratelimit.memory import MemoryRateLimiter
 from service.ratelimit.policy import RateLimitPolicy
 from service.ratelimit.redis_limiter import RedisRateLimiter
+from service.redis.keyspace import RedisKeyspace
 
 POLICY = RateLimitPolicy(100, 60)
 
@@ -138,3 +141,34 @@ def test_local_fallback_continues_from_what_redis_last_said() -> None:
     assert admitted == 12
     local.observe("fresh", 0)
     assert sum(local.decide("fresh", POLICY, is_fallback=True).allowed for _ in range(100)) == 50
+
+
+async def test_events_report_the_breaker_opening_and_usage_lost_at_shutdown() -> None:
+    """Nothing listens on port 9: the first batch fails, the breaker opens, the fallback admits,
+    and the admissions it held are reported lost when the limiter closes without Redis."""
+    opened: list[bool] = []
+    dropped: list[tuple[str, int]] = []
+    round_trips: list[float] = []
+    redis = Redis(host="127.0.0.1", port=9)
+    breaker = CircuitBreaker(cooldown_s=60)
+    events = LimiterEvents(
+        round_trip=round_trips.append,
+        breaker_open=opened.append,
+        usage_dropped=lambda reason, count: dropped.append((reason, count)),
+    )
+    limiter = RedisRateLimiter(
+        redis,
+        timeout=0.05,
+        breaker=breaker,
+        fallback=make_fallback(RedisErrorPolicy.ALLOW, worker_count=1, breaker=breaker),
+        deferred_usage=DeferredUsage(
+            redis, RedisKeyspace(), ttl_s=60, on_dropped=events.usage_dropped
+        ),
+        events=events,
+    )
+    results = [await limiter.hit("k", POLICY) for _ in range(5)]
+    assert [d.allowed for d in results] == [True] * 5
+    assert (opened, round_trips) == ([True], [])
+    await limiter.aclose()
+    # The first hit's script was never sent (no connection), so all five were held, then lost.
+    assert dropped == [("shutdown", 5)]

@@ -25,9 +25,9 @@ gatekey_http_requests_total{method="POST",route="/v1/keys/verify",status="200"} 
 # TYPE gatekey_worker_resident_memory_bytes gauge
 gatekey_worker_resident_memory_bytes{pid="4101"} 8.0e+07
 gatekey_worker_resident_memory_bytes{pid="4102"} 9.0e+07
-# TYPE gatekey_worker_cpu_seconds_total gauge
-gatekey_worker_cpu_seconds_total{pid="4101"} 1.5
-gatekey_worker_cpu_seconds_total{pid="4102"} 2.5
+# TYPE gatekey_worker_cpu_seconds gauge
+gatekey_worker_cpu_seconds{pid="4101"} 1.5
+gatekey_worker_cpu_seconds{pid="4102"} 2.5
 # TYPE gatekey_db_pool_checked_out gauge
 gatekey_db_pool_checked_out 4.0
 # TYPE gatekey_db_pool_wait_seconds histogram

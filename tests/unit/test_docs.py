@@ -90,6 +90,10 @@ def documented_settings() -> dict[str, str]:
     return dict(re.findall(r"^\| `([A-Z_]+)` \| ([^|]+?) \|", text, flags=re.MULTILINE))
 
 
+def value_of(cell: str) -> str:
+    return cell.strip("`")
+
+
 def test_configuration_lists_every_setting_with_its_default() -> None:
     documented = documented_settings()
     fields = Settings.model_fields
@@ -103,7 +107,10 @@ def test_configuration_lists_every_setting_with_its_default() -> None:
         if default == "":
             assert cell == "empty", name
             continue
-        value = cell.strip("`")
+        if isinstance(default, bool):
+            assert value_of(cell) == str(default).lower(), name
+            continue
+        value = value_of(cell)
         if isinstance(default, int | float) and not isinstance(default, bool):
             assert float(value) == default, name
         else:

@@ -1,16 +1,18 @@
-"""Redis limiter: one atomic GCRA script per hit, a process's concurrent hits pipelined together."""
+"""Redis limiter: one atomic GCRA script per hit, a process's concurrent hits pipelined together
+(on a Redis Cluster, one pipeline per node the hits' keys live on)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 import hiredis
-from redis.asyncio import Redis
+from redis.asyncio import RedisCluster
+from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -22,6 +24,7 @@ from service.ratelimit.decision import RateLimitDecision
 from service.ratelimit.deferred_usage import DeferredUsage
 from service.ratelimit.gcra import GcraParams, gcra_params, to_decision
 from service.ratelimit.policy import RateLimitPolicy
+from service.redis.client import RedisClient
 from service.redis.keyspace import RedisKeyspace
 from service.redis.scripts import ScriptName, load_script
 
@@ -46,9 +49,13 @@ _Call = tuple[str, GcraParams, "asyncio.Future[_Reply]"]
 
 
 class _BatchFailed(Exception):
-    def __init__(self, *, maybe_ran: bool) -> None:
+    """`replies`: on a Cluster where only some nodes failed, every hit's reply or why it has
+    none; otherwise None, and `maybe_ran` says for them all."""
+
+    def __init__(self, *, maybe_ran: bool, replies: list[_Reply] | None = None) -> None:
         super().__init__("maybe ran" if maybe_ran else "not sent")
         self.maybe_ran = maybe_ran
+        self.replies = replies
 
 
 def _pack(*args: str | int | bytes) -> bytes:
@@ -68,7 +75,7 @@ class RedisRateLimiter:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         *,
         timeout: float,
         breaker: CircuitBreaker,
@@ -80,11 +87,12 @@ class RedisRateLimiter:
         deferred_usage: DeferredUsage | None = None,
     ) -> None:
         self._redis = redis
-        pool = redis.connection_pool
-        kwargs = {**pool.connection_kwargs, "socket_timeout": None, "retry": Retry(NoBackoff(), 0)}
-        self._new_connection: Callable[[], AbstractConnection] = lambda: pool.connection_class(
-            **kwargs
-        )
+        self._cluster = redis if isinstance(redis, RedisCluster) else None
+        self._new_connection: Callable[[], AbstractConnection] | None = None
+        if not isinstance(redis, RedisCluster):
+            self._new_connection = _connection_factory(
+                redis.connection_pool.connection_class, redis.connection_pool.connection_kwargs
+            )
         # A connect plus a round trip, each allowed `timeout`: about as long as a call waits on
         # a hung Redis (see Deadline for why a busy loop does not shorten it).
         self._deadline_s = 2 * timeout
@@ -104,8 +112,12 @@ class RedisRateLimiter:
         self._pending: list[_Call] = []
         self._is_batch_starting = False
         self._in_flight = 0
-        self._idle: list[AbstractConnection] = []
+        self._idle: dict[str, list[AbstractConnection]] = {}  # by node name on a Cluster
         self._tasks: set[asyncio.Task[None]] = set()
+        # Cluster only: key ids whose usage the scripts counted, not yet in the dirty set.
+        self._unmarked: set[str] = set()
+        self._marking: asyncio.Task[None] | None = None
+        self._refreshing: asyncio.Task[None] | None = None
 
     async def hit(self, key_id: str, policy: RateLimitPolicy) -> RateLimitDecision:
         if not self._breaker.allow():
@@ -148,8 +160,10 @@ class RedisRateLimiter:
                     "ratelimit_deferred_usage_lost",
                     extra={"requests": self._deferred_usage.held()},
                 )
-        idle, self._idle = self._idle, []
-        for connection in idle:
+        if self._unmarked:
+            logger.warning("ratelimit_usage_unmarked", extra={"keys": len(self._unmarked)})
+        idle, self._idle = self._idle, {}
+        for connection in (c for connections in idle.values() for c in connections):
             await connection.disconnect()
 
     def _fall_back(
@@ -177,18 +191,14 @@ class RedisRateLimiter:
             except Exception as error:
                 logger.warning("ratelimit_deferred_usage_retry", extra={"error": repr(error)})
 
-        self._hand_over = asyncio.get_running_loop().create_task(hand_over())
-        self._tasks.add(self._hand_over)
-        self._hand_over.add_done_callback(self._tasks.discard)
+        self._hand_over = self._background(hand_over())
 
     def _start_batch(self) -> None:
         # The task's first step runs on the next loop iteration, after every hit queued in this
         # one: that is what gathers a tick's hits into one batch.
         self._is_batch_starting = True
         self._in_flight += 1
-        task = asyncio.get_running_loop().create_task(self._run_batch())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._background(self._run_batch())
 
     async def _run_batch(self) -> None:
         self._is_batch_starting = False
@@ -205,7 +215,8 @@ class RedisRateLimiter:
                 logger.warning("ratelimit_redis_unavailable", extra={"error": repr(cause)})
             # Hits queued behind this batch would only wait for the same failure.
             sent = _SENT if not isinstance(error, _BatchFailed) or error.maybe_ran else _NOT_SENT
-            replies = [sent] * len(batch) + [_NOT_SENT] * len(self._pending)
+            known = error.replies if isinstance(error, _BatchFailed) else None
+            replies = (known or [sent] * len(batch)) + [_NOT_SENT] * len(self._pending)
             batch += self._pending
             self._pending = []
         else:
@@ -221,20 +232,125 @@ class RedisRateLimiter:
             self._start_batch()
 
     async def _execute(self, batch: list[_Call]) -> list[_Reply]:
-        connection = self._idle.pop() if self._idle else self._new_connection()
+        if self._new_connection is not None:
+            return await self._execute_on("", self._new_connection, batch, mark_dirty=True)
+        return await self._execute_on_cluster(batch)
+
+    async def _execute_on_cluster(self, batch: list[_Call]) -> list[_Reply]:
+        """One pipeline per primary holding some of the hits' keys, all at once. The dirty set
+        sits on a node of its own, so it is marked after the scripts answered, in the
+        background; a node that fails has the slot map read again."""
+        cluster = self._cluster
+        assert cluster is not None  # only called for a Cluster
+        try:
+            async with asyncio.timeout(self._deadline_s):
+                await cluster.initialize()  # once: the slot map, read at the first hit
+            groups: dict[str, list[int]] = {}
+            nodes: dict[str, ClusterNode] = {}
+            for index, (key_id, _, _) in enumerate(batch):
+                node = cluster.get_node_from_key(self._keyspace.tat(key_id))
+                if node is None:  # only asked for replicas, never for a primary
+                    raise LookupError(key_id)
+                groups.setdefault(node.name, []).append(index)
+                nodes[node.name] = node
+        except Exception as error:
+            self._refresh_slots()
+            raise _BatchFailed(maybe_ran=False) from error
+        outcomes = await asyncio.gather(
+            *(
+                self._execute_on(
+                    name,
+                    _node_connections(nodes[name]),
+                    [batch[i] for i in indices],
+                    mark_dirty=False,
+                )
+                for name, indices in groups.items()
+            ),
+            return_exceptions=True,
+        )
+        replies: list[_Reply] = [_NOT_SENT] * len(batch)
+        failures = []
+        for indices, outcome in zip(groups.values(), outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                failures.append(outcome)
+                maybe_ran = not isinstance(outcome, _BatchFailed) or outcome.maybe_ran
+                outcome = [_SENT if maybe_ran else _NOT_SENT] * len(indices)
+            for i, reply in zip(indices, outcome, strict=True):
+                replies[i] = reply
+        self._mark_dirty(
+            key_id
+            for (key_id, _, _), reply in zip(batch, replies, strict=True)
+            if not isinstance(reply, _Unanswered) or reply.maybe_ran
+        )
+        if failures:
+            self._refresh_slots()
+            raise _BatchFailed(maybe_ran=True, replies=replies) from failures[0]
+        return replies
+
+    def _mark_dirty(self, key_ids: Iterable[str]) -> None:
+        """Add key ids to the dirty set in the background, one SADD at a time; ids a failed
+        SADD held go with the next batch's."""
+        self._unmarked.update(key_ids)
+        if not self._unmarked or (self._marking is not None and not self._marking.done()):
+            return
+
+        async def mark() -> None:
+            while self._unmarked:
+                key_ids, self._unmarked = self._unmarked, set()
+                try:
+                    async with asyncio.timeout(self._deadline_s):
+                        await self._redis.sadd(self._keyspace.dirty, *key_ids)
+                except Exception:  # whatever broke, the next batch tries again
+                    self._unmarked |= key_ids
+                    return
+
+        self._marking = self._background(mark())
+
+    def _refresh_slots(self) -> None:
+        """Read the Cluster's slot map again (one read at a time): after a failover, a promoted
+        replica serves the slots of the master that failed."""
+        cluster = self._cluster
+        if cluster is None or (self._refreshing is not None and not self._refreshing.done()):
+            return
+
+        async def refresh() -> None:
+            with contextlib.suppress(Exception):  # the next failed batch asks again
+                async with asyncio.timeout(1.0):
+                    await cluster.nodes_manager.initialize()
+
+        self._refreshing = self._background(refresh())
+
+    def _background(self, job: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(job)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _execute_on(
+        self,
+        node: str,
+        new_connection: Callable[[], AbstractConnection],
+        batch: list[_Call],
+        *,
+        mark_dirty: bool,
+    ) -> list[_Reply]:
+        idle = self._idle.setdefault(node, [])
+        connection = idle.pop() if idle else new_connection()
         is_sent = False
         try:
             with Deadline(self._deadline_s) as deadline:
                 if not connection.is_connected:
                     await connection.connect()  # type: ignore[no-untyped-call]  # redis-py
                 is_sent = True  # from here on, Redis may run the scripts whatever happens next
-                replies = await self._round_trip(connection, deadline, b"EVALSHA", self._sha, batch)
+                replies = await self._round_trip(
+                    connection, deadline, b"EVALSHA", self._sha, batch, mark_dirty=mark_dirty
+                )
                 missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
                 if missing:
                     # SCRIPT FLUSH or a restarted Redis: EVAL runs the script and caches it again.
                     again = [batch[i] for i in missing]
                     retried = await self._round_trip(
-                        connection, deadline, b"EVAL", self._script, again
+                        connection, deadline, b"EVAL", self._script, again, mark_dirty=mark_dirty
                     )
                     for i, reply in zip(missing, retried, strict=True):
                         replies[i] = reply
@@ -245,7 +361,7 @@ class RedisRateLimiter:
                 raise _BatchFailed(maybe_ran=is_sent) from error
             raise
         finally:
-            self._idle.append(connection)
+            idle.append(connection)
         for reply in replies:
             if isinstance(reply, ResponseError):  # OOM, BUSY, READONLY...: Redis is not usable
                 raise reply
@@ -258,6 +374,8 @@ class RedisRateLimiter:
         verb: bytes,
         script: bytes,
         calls: list[_Call],
+        *,
+        mark_dirty: bool,
     ) -> list[Any]:
         keyspace = self._keyspace
         commands = [
@@ -275,7 +393,8 @@ class RedisRateLimiter:
         ]
         # After the scripts, never before: a flusher claiming the dirty set in between either
         # read the new counts already or finds the key marked again.
-        commands.append(_pack(b"SADD", keyspace.dirty, *dict.fromkeys(c[0] for c in calls)))
+        if mark_dirty:
+            commands.append(_pack(b"SADD", keyspace.dirty, *dict.fromkeys(c[0] for c in calls)))
         await connection.send_packed_command(b"".join(commands), check_health=False)
         replies: list[Any] = []
         for _ in calls:
@@ -284,9 +403,23 @@ class RedisRateLimiter:
             except ResponseError as error:
                 replies.append(error)
             deadline.progress()
-        await connection.read_response()
+        if mark_dirty:
+            await connection.read_response()
         return replies
+
+
+def _connection_factory(
+    connection_class: type[AbstractConnection], kwargs: dict[str, Any]
+) -> Callable[[], AbstractConnection]:
+    """New connections like the client's, but without per-read timeouts or retries: the
+    limiter's deadline bounds a whole round trip."""
+    own = {**kwargs, "socket_timeout": None, "retry": Retry(NoBackoff(), 0)}
+    return lambda: connection_class(**own)
 
 
 def _ignore(decision: str) -> None:
     del decision
+
+
+def _node_connections(node: ClusterNode) -> Callable[[], AbstractConnection]:
+    return _connection_factory(node.connection_class, node.connection_kwargs)

@@ -31,6 +31,14 @@ class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
     """Sentinel's master discovery on a pool that waits (up to its timeout) for a free
     connection, as the single-server pool does, rather than failing at once when all are busy."""
 
+    async def disconnect(self, inuse_connections: bool = True) -> None:
+        """A full disconnect (the client's `aclose`) closes the connections to the sentinels
+        too, which redis-py leaves open; a master change (`inuse_connections=False`) does not."""
+        await super().disconnect(inuse_connections)
+        if inuse_connections:
+            for sentinel in self.sentinel_manager.sentinels:
+                await sentinel.aclose()
+
 
 def create_redis(settings: Settings, *, timeout: float | None = None) -> RedisClient:
     """A client with short timeouts and no retries: fail fast, never hang.

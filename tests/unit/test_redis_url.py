@@ -1,14 +1,16 @@
-"""`REDIS_URL`: which Redis deployment each accepted form names, and a one-line refusal (exit
-code 2 at start-up) for each malformed one."""
+"""`REDIS_URL`: which Redis deployment each accepted form names, a one-line refusal (exit
+code 2 at start-up) for each malformed one, and the keys one script call may take on each."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
+from redis.asyncio import Redis, RedisCluster
 
 from service.config import SettingsError, load_settings
 from service.harness.gatekey import run_cli
+from service.redis.client import slot_groups
 from service.redis.url import RedisShape, RedisTarget, parse_redis_url
 
 
@@ -78,3 +80,16 @@ def test_serve_refuses_a_malformed_url_with_one_line_and_exit_code_2() -> None:
     assert len(lines) == 1, lines
     assert "REDIS_URL" in lines[0]
     assert "name the master after the sentinels" in lines[0]
+
+
+async def test_a_cluster_takes_one_slot_per_script_call_and_one_server_takes_all() -> None:
+    keys = ["gk:{a}:usage", "gk:{b}:usage", "gk:{a}:tat", "gk:{usage}:dirty"]
+    cluster = RedisCluster(host="127.0.0.1", port=1)  # never connects: nothing is sent
+    single = Redis(host="127.0.0.1", port=1)
+    try:
+        assert slot_groups(cluster, keys) == [[0, 2], [1], [3]]
+        assert slot_groups(single, keys) == [[0, 1, 2, 3]]
+        assert slot_groups(single, []) == []
+    finally:
+        await cluster.aclose()
+        await single.aclose()

@@ -146,7 +146,7 @@ async def assert_usage_never_doubled(
     return total_admitted, total_stored
 
 
-async def wait_for_redis_decisions(server: ServeProcess, key: IssuedKey) -> None:
+async def _wait_for_redis_decisions(server: ServeProcess, key: IssuedKey) -> None:
     """Until 40 requests on fresh connections (spread over the workers) meet no fallback."""
     headers = key_header(key.plaintext) | {"Connection": "close"}
 
@@ -160,12 +160,18 @@ async def wait_for_redis_decisions(server: ServeProcess, key: IssuedKey) -> None
 
 
 async def assert_exact_again(server: ServeProcess, database: Database) -> None:
-    """A fresh 100/hour key admits exactly 100 of a burst of 1,000, over both workers."""
+    """Once Redis decides again on both workers, a fresh 100/hour key admits exactly 100 of a
+    burst of 1,000 over them."""
+    probe = await create_key(database, server.settings, name="probe", rate_limit="10000/second")
+    await _wait_for_redis_decisions(server, probe)
     issued = await create_key(database, server.settings, name="after", rate_limit="100/hour")
+    before = server.counts_by_pid(FALLBACK, decision="fallback")
     async with Clients(server.url) as clients:
         outcomes = await fire(
             lambda i: clients[i].get(WHOAMI, headers=key_header(issued.plaintext)),
             1000,
             concurrency=100,
         )
+    after = server.counts_by_pid(FALLBACK, decision="fallback")
+    logger.info("exact burst: fallback decisions %s -> %s", before, after)
     assert_exact_burst(outcomes, 100, 3600)

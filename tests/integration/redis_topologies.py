@@ -32,6 +32,12 @@ SENTINEL_DOWN_AFTER_MS = 1000
 MASTER_NAME = "gkmaster"
 # Failing a master over: detection, election, promotion. Generous for a busy machine.
 FAILOVER_WITHIN_S = 60.0
+# The servers' REDIS_TIMEOUT. A new connection here costs a question to a sentinel or a slot
+# map read on top of the round trip, and this machine's 2 cores are shared with other test
+# runs: at the default 0.05 s, a burst's first batches can time out and fall back.
+SERVE_REDIS_TIMEOUT_S = 0.25
+CLUSTER_OPTIONS = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+CLUSTER_OPTIONS += ["--cluster-node-timeout", str(NODE_TIMEOUT_MS)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,12 +127,9 @@ class ClusterRig:
 def redis_cluster(workdir: Path) -> Iterator[ClusterRig]:
     """Three masters and three replicas (`redis-cli --cluster create --cluster-replicas 1`),
     ready when every node reports the cluster ok and each replica is in sync."""
-    options = [
-        "--cluster-enabled", "yes",
-        "--cluster-config-file", "nodes.conf",
-        "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
-    ]  # fmt: skip
-    with _nodes(workdir, [options] * 6) as nodes:
+    # Each its own bus port: the default, port + 10000, may be taken or past 65535.
+    options = [[*CLUSTER_OPTIONS, "--cluster-port", str(free_port())] for _ in range(6)]
+    with _nodes(workdir, options) as nodes:
         addresses = [f"{HOST}:{node.port}" for node in nodes]
         create = ["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", "1"]
         subprocess.run(

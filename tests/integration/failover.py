@@ -119,9 +119,10 @@ async def assert_usage_never_doubled(
     server: ServeProcess, database: Database, run: FailoverRun
 ) -> tuple[int, int]:
     """Once every flush has settled: no key stored above what it was admitted, and the total
-    short by at most the requests in flight when the master died (Redis replicates
-    asynchronously: what a killed master ran but had not passed on dies with it). Returns
-    (admitted, stored)."""
+    short by at most two requests per client: the one in flight when the master died (Redis
+    replicates asynchronously: what a killed master ran but had not passed on dies with it),
+    and one sent on a connection the dead master had not yet reset (sent, so maybe run: the
+    fallback does not count it, lest it count twice). Returns (admitted, stored)."""
     admitted = run.admitted()
     keyspace = RedisKeyspace(server.settings.redis_namespace)
     redis = create_redis(server.settings, timeout=2)
@@ -142,7 +143,7 @@ async def assert_usage_never_doubled(
         await redis.aclose()
     total_admitted, total_stored = sum(admitted.values()), sum(stored)
     logger.info("usage: %d admitted, %d stored", total_admitted, total_stored)
-    assert total_admitted - CONCURRENCY <= total_stored <= total_admitted
+    assert total_admitted - 2 * CONCURRENCY <= total_stored <= total_admitted
     return total_admitted, total_stored
 
 

@@ -6,19 +6,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 import hiredis
 from redis.asyncio import RedisCluster
-from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, ResponseError
 
 from service.ratelimit.breaker import CircuitBreaker
+from service.ratelimit.cluster_upkeep import ClusterUpkeep
 from service.ratelimit.deadline import Deadline
 from service.ratelimit.decision import RateLimitDecision
 from service.ratelimit.deferred_usage import DeferredUsage
@@ -87,12 +87,7 @@ class RedisRateLimiter:
         deferred_usage: DeferredUsage | None = None,
     ) -> None:
         self._redis = redis
-        self._cluster = redis if isinstance(redis, RedisCluster) else None
-        self._new_connection: Callable[[], AbstractConnection] | None = None
-        if not isinstance(redis, RedisCluster):
-            self._new_connection = _connection_factory(
-                redis.connection_pool.connection_class, redis.connection_pool.connection_kwargs
-            )
+        self._keyspace = keyspace or RedisKeyspace()
         # A connect plus a round trip, each allowed `timeout`: about as long as a call waits on
         # a hung Redis (see Deadline for why a busy loop does not shorten it).
         self._deadline_s = 2 * timeout
@@ -104,7 +99,6 @@ class RedisRateLimiter:
         # Counts what a fallback admits, for Redis to take over once it answers again.
         self._deferred_usage = deferred_usage
         self._hand_over: asyncio.Task[None] | None = None
-        self._keyspace = keyspace or RedisKeyspace()
         self._max_in_flight = max_in_flight
         script = load_script(ScriptName.GCRA)
         self._script = script.body
@@ -114,10 +108,19 @@ class RedisRateLimiter:
         self._in_flight = 0
         self._idle: dict[str, list[AbstractConnection]] = {}  # by node name on a Cluster
         self._tasks: set[asyncio.Task[None]] = set()
-        # Cluster only: key ids whose usage the scripts counted, not yet in the dirty set.
-        self._unmarked: set[str] = set()
-        self._marking: asyncio.Task[None] | None = None
-        self._refreshing: asyncio.Task[None] | None = None
+        # One server (or Sentinel's master): new connections like the client's. A Cluster: per
+        # master, from its node (`_execute_on_cluster`).
+        self._cluster: ClusterUpkeep | None = None
+        self._new_connection: Callable[[], AbstractConnection] | None = None
+        if isinstance(redis, RedisCluster):
+            self._cluster = ClusterUpkeep(
+                redis, self._keyspace, deadline_s=self._deadline_s, spawn=self._background
+            )
+        else:
+            pool = redis.connection_pool
+            self._new_connection = _connection_factory(
+                pool.connection_class, pool.connection_kwargs
+            )
 
     async def hit(self, key_id: str, policy: RateLimitPolicy) -> RateLimitDecision:
         if not self._breaker.allow():
@@ -160,8 +163,8 @@ class RedisRateLimiter:
                     "ratelimit_deferred_usage_lost",
                     extra={"requests": self._deferred_usage.held()},
                 )
-        if self._unmarked:
-            logger.warning("ratelimit_usage_unmarked", extra={"keys": len(self._unmarked)})
+        if self._cluster is not None and self._cluster.unmarked:
+            logger.warning("ratelimit_usage_unmarked", extra={"keys": self._cluster.unmarked})
         idle, self._idle = self._idle, {}
         for connection in (c for connections in idle.values() for c in connections):
             await connection.disconnect()
@@ -237,88 +240,45 @@ class RedisRateLimiter:
         return await self._execute_on_cluster(batch)
 
     async def _execute_on_cluster(self, batch: list[_Call]) -> list[_Reply]:
-        """One pipeline per primary holding some of the hits' keys, all at once. The dirty set
-        sits on a node of its own, so it is marked after the scripts answered, in the
-        background; a node that fails has the slot map read again."""
-        cluster = self._cluster
-        assert cluster is not None  # only called for a Cluster
+        """One pipeline per master holding some of the hits' keys, all at once; the dirty set
+        is marked after the scripts answered, and a failure has the slot map read again."""
+        upkeep = self._cluster
+        assert upkeep is not None  # only called for a Cluster
         try:
-            async with asyncio.timeout(self._deadline_s):
-                await cluster.initialize()  # once: the slot map, read at the first hit
-            groups: dict[str, list[int]] = {}
-            nodes: dict[str, ClusterNode] = {}
-            for index, (key_id, _, _) in enumerate(batch):
-                node = cluster.get_node_from_key(self._keyspace.tat(key_id))
-                if node is None:  # only asked for replicas, never for a primary
-                    raise LookupError(key_id)
-                groups.setdefault(node.name, []).append(index)
-                nodes[node.name] = node
+            groups = await upkeep.group_by_master([key_id for key_id, _, _ in batch])
         except Exception as error:
-            self._refresh_slots()
+            upkeep.refresh_slots()
             raise _BatchFailed(maybe_ran=False) from error
         outcomes = await asyncio.gather(
             *(
                 self._execute_on(
-                    name,
-                    _node_connections(nodes[name]),
+                    node.name,
+                    _connection_factory(node.connection_class, node.connection_kwargs),
                     [batch[i] for i in indices],
                     mark_dirty=False,
                 )
-                for name, indices in groups.items()
+                for node, indices in groups
             ),
             return_exceptions=True,
         )
         replies: list[_Reply] = [_NOT_SENT] * len(batch)
         failures = []
-        for indices, outcome in zip(groups.values(), outcomes, strict=True):
+        for (_, indices), outcome in zip(groups, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 failures.append(outcome)
                 maybe_ran = not isinstance(outcome, _BatchFailed) or outcome.maybe_ran
                 outcome = [_SENT if maybe_ran else _NOT_SENT] * len(indices)
             for i, reply in zip(indices, outcome, strict=True):
                 replies[i] = reply
-        self._mark_dirty(
+        upkeep.mark_dirty(
             key_id
             for (key_id, _, _), reply in zip(batch, replies, strict=True)
             if not isinstance(reply, _Unanswered) or reply.maybe_ran
         )
         if failures:
-            self._refresh_slots()
+            upkeep.refresh_slots()
             raise _BatchFailed(maybe_ran=True, replies=replies) from failures[0]
         return replies
-
-    def _mark_dirty(self, key_ids: Iterable[str]) -> None:
-        """Add key ids to the dirty set in the background, one SADD at a time; ids a failed
-        SADD held go with the next batch's."""
-        self._unmarked.update(key_ids)
-        if not self._unmarked or (self._marking is not None and not self._marking.done()):
-            return
-
-        async def mark() -> None:
-            while self._unmarked:
-                key_ids, self._unmarked = self._unmarked, set()
-                try:
-                    async with asyncio.timeout(self._deadline_s):
-                        await self._redis.sadd(self._keyspace.dirty, *key_ids)
-                except Exception:  # whatever broke, the next batch tries again
-                    self._unmarked |= key_ids
-                    return
-
-        self._marking = self._background(mark())
-
-    def _refresh_slots(self) -> None:
-        """Read the Cluster's slot map again (one read at a time): after a failover, a promoted
-        replica serves the slots of the master that failed."""
-        cluster = self._cluster
-        if cluster is None or (self._refreshing is not None and not self._refreshing.done()):
-            return
-
-        async def refresh() -> None:
-            with contextlib.suppress(Exception):  # the next failed batch asks again
-                async with asyncio.timeout(1.0):
-                    await cluster.nodes_manager.initialize()
-
-        self._refreshing = self._background(refresh())
 
     def _background(self, job: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(job)
@@ -419,7 +379,3 @@ def _connection_factory(
 
 def _ignore(decision: str) -> None:
     del decision
-
-
-def _node_connections(node: ClusterNode) -> Callable[[], AbstractConnection]:
-    return _connection_factory(node.connection_class, node.connection_kwargs)

@@ -12,10 +12,10 @@ WITH_SERVICES := $(BIN)/python scripts/devservices.py run --
 .DEFAULT_GOAL := help
 # The targets share .venv and the services; `make test` stops at the first failure, in order.
 .NOTPARALLEL:
-.PHONY: help venv run test lint typecheck contracts unit integration bench selftest docs clean
+.PHONY: help venv run test lint typecheck contracts unit integration test-cluster bench selftest docs clean
 
 help: ## List the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 venv: $(STAMP) ## Create .venv and install the project and its dev tools (once)
 
@@ -47,6 +47,9 @@ unit: venv ## Unit tests: no network, seconds
 
 integration: venv ## Integration tests against real PostgreSQL and Redis
 	$(WITH_SERVICES) $(BIN)/pytest tests/integration -q
+
+test-cluster: venv ## Redis Cluster and Sentinel started by the tests: limits, usage, failover (minutes)
+	$(WITH_SERVICES) $(BIN)/pytest tests/integration -q -m cluster
 
 bench: venv ## wrk: gatekey at 1-5,000 and 100,000 cold keys vs bare FastAPI, bare ASGI, slowapi (ARGS="...")
 	$(WITH_SERVICES) $(BIN)/python scripts/bench.py $(ARGS)

@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.errors import InvalidInput
 from service.ratelimit.policy import parse_rate_limit
+from service.redis.url import parse_redis_url
 
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/gatekey"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -42,8 +43,7 @@ def _check_trusted_proxies(value: str) -> str:
 
 
 def _check_redis_url(value: str) -> str:
-    if not value.startswith(("redis://", "rediss://", "unix://")):
-        raise ValueError("must start with redis://, rediss:// or unix://")
+    parse_redis_url(value)  # a ValueError names what is wrong; pydantic adds the variable
     return value
 
 
@@ -75,7 +75,11 @@ class Settings(BaseSettings):
     database_pool_recycle: int = Field(1800, ge=1)
 
     rate_limit_backend: RateLimitBackend = RateLimitBackend.REDIS
-    redis_url: Annotated[str, AfterValidator(_check_redis_url)] = DEFAULT_REDIS_URL
+    redis_url: Annotated[str, AfterValidator(_check_redis_url)] = Field(
+        DEFAULT_REDIS_URL,
+        description="one server (redis://), a Cluster (redis+cluster://h:p,h:p) or the master "
+        "Sentinel names (redis+sentinel://h:p,h:p/name)",
+    )
     rate_limit_default: Annotated[str, AfterValidator(_check_rate_limit)] = "1000/minute"
     rate_limit_on_redis_error: RedisErrorPolicy = RedisErrorPolicy.LOCAL
     redis_timeout: float = Field(0.05, gt=0, description="seconds per Redis call")

@@ -9,8 +9,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
-
 from service.config import RateLimitBackend, RedisErrorPolicy, Settings
 from service.db import Database
 from service.guard import Guard
@@ -24,7 +22,7 @@ from service.ratelimit.events import LimiterEvents
 from service.ratelimit.failures import FailureBudget
 from service.ratelimit.limiter import RateLimiter, create_failure_limiter, create_limiter
 from service.ratelimit.policy import parse_rate_limit
-from service.redis.client import create_redis
+from service.redis.client import RedisClient, create_redis
 from service.redis.keyspace import RedisKeyspace
 from service.state import AppState
 from service.usage.flusher import UsageFlusher
@@ -74,7 +72,7 @@ async def open_serving(
     async with AsyncExitStack() as stack:
         database = Database(settings, metrics=metrics)
         stack.push_async_callback(database.dispose)
-        redis = None
+        redis: RedisClient | None = None
         if settings.rate_limit_backend is RateLimitBackend.REDIS:
             redis = create_redis(settings)
             stack.push_async_callback(redis.aclose)
@@ -165,7 +163,7 @@ def _guard(
 
 
 def _redis_jobs(
-    redis: Redis,
+    redis: RedisClient,
     database: Database,
     verifier: KeyVerifier,
     settings: Settings,

@@ -16,11 +16,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pydantic import TypeAdapter
-from redis.asyncio import Redis
 
 from service.batching import TickBatcher
 from service.keys.record import KeyRecord
 from service.redis import scripts
+from service.redis.client import RedisClient
 from service.redis.keyspace import RedisKeyspace
 
 logger = logging.getLogger("gatekey.keys.directory")
@@ -61,12 +61,11 @@ class KeyDirectory:
     Any Redis failure reads as "no entry": the caller asks PostgreSQL.
     """
 
-    def __init__(self, redis: Redis, keyspace: RedisKeyspace, *, timeout: float) -> None:
+    def __init__(self, redis: RedisClient, keyspace: RedisKeyspace, *, timeout: float) -> None:
         self._redis = redis
         self._keyspace = keyspace
         # A connection wait plus a round trip; a hung Redis costs a cold key this, then SQL.
         self._timeout_s = 2 * timeout
-        self._put_script = scripts.register(redis, scripts.ScriptName.DIRECTORY_PUT)
         self._reads: TickBatcher[str, KeyEntry | None] = TickBatcher(self._read, max_in_flight=2)
         self._fills: TickBatcher[KeyEntry, None] = TickBatcher(self._write, max_in_flight=1)
 
@@ -104,17 +103,13 @@ class KeyDirectory:
         ]
 
     async def _write(self, entries: Sequence[KeyEntry]) -> list[None]:
-        async with (
-            asyncio.timeout(self._timeout_s + 0.001 * len(entries)),
-            self._redis.pipeline(transaction=False) as pipe,
-        ):
-            for entry in entries:
-                await self._put_script(
-                    keys=[self._keyspace.directory(entry.key_hash)],
-                    args=[entry.version, encode(entry), DIRECTORY_TTL_S],
-                    client=pipe,
-                )
-            await pipe.execute()
+        directory = self._keyspace.directory
+        calls = [
+            ([directory(entry.key_hash)], [entry.version, encode(entry), DIRECTORY_TTL_S])
+            for entry in entries
+        ]
+        async with asyncio.timeout(self._timeout_s + 0.001 * len(entries)):
+            await scripts.run_pipelined(self._redis, scripts.ScriptName.DIRECTORY_PUT, calls)
         return [None] * len(entries)
 
 

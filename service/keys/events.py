@@ -13,10 +13,10 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from service.keys.directory import KeyDirectory, KeyEntry
+from service.redis.client import RedisClient
 from service.redis.keyspace import RedisKeyspace
 
 logger = logging.getLogger("gatekey.keys.events")
@@ -33,7 +33,7 @@ class RedisKeyChangePublisher:
     the feed carries it to every worker within a second)."""
 
     def __init__(
-        self, redis: aioredis.Redis, keyspace: RedisKeyspace, directory: KeyDirectory
+        self, redis: RedisClient, keyspace: RedisKeyspace, directory: KeyDirectory
     ) -> None:
         self._redis = redis
         self._channel = keyspace.key_changes
@@ -60,7 +60,7 @@ class RedisKeyChangePublisher:
 
 
 async def listen_for_key_changes(
-    redis: aioredis.Redis,
+    redis: RedisClient,
     keyspace: RedisKeyspace,
     on_change: Callable[[str], None],
     stop: asyncio.Event,

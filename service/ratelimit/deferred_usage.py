@@ -18,9 +18,8 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
 
-from redis.asyncio import Redis
-
 from service.redis import scripts
+from service.redis.client import RedisClient
 from service.redis.keyspace import RedisKeyspace
 
 logger = logging.getLogger("gatekey.ratelimit")
@@ -36,7 +35,7 @@ class DeferredUsage:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         keyspace: RedisKeyspace,
         *,
         ttl_s: int,
@@ -51,7 +50,6 @@ class DeferredUsage:
         self._open: _Counts = defaultdict(Counter)
         # Sealed batches not yet confirmed by Redis, by batch id; retried with the same id.
         self._sealed: dict[str, _Counts] = {}
-        self._apply_once = scripts.register(redis, scripts.ScriptName.USAGE_APPLY_ONCE)
         self._max_slots = max_slots
         self._slots = 0  # (key, minute) counters held, open and sealed
         self.dropped = 0  # admissions not held because every slot was taken
@@ -88,17 +86,17 @@ class DeferredUsage:
         if self._open:
             self._sealed[uuid.uuid4().hex], self._open = self._open, defaultdict(Counter)
         for batch_id, counts in list(self._sealed.items()):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key_id, minutes in counts.items():
-                    pairs = [value for item in sorted(minutes.items()) for value in item]
-                    await self._apply_once(
-                        keys=[self._keyspace.usage(key_id), self._keyspace.batch(key_id, batch_id)],
-                        args=[self._ttl_s, *pairs],
-                        client=pipe,
-                    )
-                # After the counts, as the limiter does: the flusher then finds them.
-                pipe.sadd(self._keyspace.dirty, *counts)
-                await pipe.execute()
+            calls = [
+                (
+                    [self._keyspace.usage(key_id), self._keyspace.batch(key_id, batch_id)],
+                    [self._ttl_s, *(value for item in sorted(minutes.items()) for value in item)],
+                )
+                for key_id, minutes in counts.items()
+            ]
+            await scripts.run_pipelined(self._redis, scripts.ScriptName.USAGE_APPLY_ONCE, calls)
+            # Once the counts are in, as the limiter does: the flusher then finds them (on a
+            # Cluster the set sits on another node, so it is a call of its own).
+            await self._redis.sadd(self._keyspace.dirty, *counts)
             del self._sealed[batch_id]
             self._slots -= sum(len(minutes) for minutes in counts.values())
             self._is_full = False

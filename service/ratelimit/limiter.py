@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from redis.asyncio import Redis
-
 from service.config import RateLimitBackend, RedisErrorPolicy, Settings
 from service.ratelimit.breaker import CircuitBreaker
 from service.ratelimit.decision import RateLimitDecision
@@ -16,6 +14,7 @@ from service.ratelimit.fallback import make_fallback
 from service.ratelimit.memory import MemoryRateLimiter
 from service.ratelimit.policy import RateLimitPolicy
 from service.ratelimit.redis_limiter import USAGE_TTL_S, RedisRateLimiter
+from service.redis.client import RedisClient
 from service.redis.keyspace import RedisKeyspace
 
 # How long an open breaker answers without Redis before one call probes it again.
@@ -39,7 +38,7 @@ class RateLimiter(Protocol):
 def create_limiter(
     settings: Settings,
     *,
-    redis: Redis | None,
+    redis: RedisClient | None,
     worker_count: int,
     on_decision: Callable[[str], None] | None = None,
     keyspace: RedisKeyspace | None = None,
@@ -74,7 +73,7 @@ def create_limiter(
 
 
 def create_failure_limiter(
-    settings: Settings, *, redis: Redis | None, worker_count: int, keyspace: RedisKeyspace
+    settings: Settings, *, redis: RedisClient | None, worker_count: int, keyspace: RedisKeyspace
 ) -> RateLimiter:
     """The limiter of failed verifications per client address: the same GCRA script, without
     usage; while Redis is away each process keeps its share, whatever the key policy says."""

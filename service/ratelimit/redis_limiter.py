@@ -1,4 +1,5 @@
-"""Redis limiter: one atomic GCRA script per hit, a process's concurrent hits pipelined together."""
+"""Redis limiter: one atomic GCRA script per hit, a process's concurrent hits pipelined together
+(on a Redis Cluster, one pipeline per node the hits' keys live on)."""
 
 from __future__ import annotations
 
@@ -6,24 +7,26 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 import hiredis
-from redis.asyncio import Redis
+from redis.asyncio import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, ResponseError
 
 from service.ratelimit.breaker import CircuitBreaker
+from service.ratelimit.cluster_upkeep import ClusterUpkeep
 from service.ratelimit.deadline import Deadline
 from service.ratelimit.decision import RateLimitDecision
 from service.ratelimit.deferred_usage import DeferredUsage
 from service.ratelimit.events import LimiterEvents
 from service.ratelimit.gcra import GcraParams, gcra_params, to_decision
 from service.ratelimit.policy import RateLimitPolicy
+from service.redis.client import RedisClient
 from service.redis.keyspace import RedisKeyspace
 from service.redis.scripts import ScriptName, load_script
 
@@ -48,9 +51,13 @@ _Call = tuple[str, GcraParams, "asyncio.Future[_Reply]"]
 
 
 class _BatchFailed(Exception):
-    def __init__(self, *, maybe_ran: bool) -> None:
+    """`replies`: on a Cluster where only some nodes failed, every hit's reply or why it has
+    none; otherwise None, and `maybe_ran` says for them all."""
+
+    def __init__(self, *, maybe_ran: bool, replies: list[_Reply] | None = None) -> None:
         super().__init__("maybe ran" if maybe_ran else "not sent")
         self.maybe_ran = maybe_ran
+        self.replies = replies
 
 
 def _pack(*args: str | int | bytes) -> bytes:
@@ -70,7 +77,7 @@ class RedisRateLimiter:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         *,
         timeout: float,
         breaker: CircuitBreaker,
@@ -85,12 +92,10 @@ class RedisRateLimiter:
     ) -> None:
         self._redis = redis
         # False for limits on something other than a key (no usage hash, no dirty mark).
+        self._records_usage = records_usage
         self._usage_ttl_s = USAGE_TTL_S if records_usage else 0
-        pool = redis.connection_pool
-        kwargs = {**pool.connection_kwargs, "socket_timeout": None, "retry": Retry(NoBackoff(), 0)}
-        self._new_connection: Callable[[], AbstractConnection] = lambda: pool.connection_class(
-            **kwargs
-        )
+        self._events = events or LimiterEvents()
+        self._keyspace = keyspace or RedisKeyspace()
         # A connect plus a round trip, each allowed `timeout`: about as long as a call waits on
         # a hung Redis (see Deadline for why a busy loop does not shorten it).
         self._deadline_s = 2 * timeout
@@ -102,8 +107,6 @@ class RedisRateLimiter:
         # Counts what a fallback admits, for Redis to take over once it answers again.
         self._deferred_usage = deferred_usage
         self._hand_over: asyncio.Task[None] | None = None
-        self._events = events or LimiterEvents()
-        self._keyspace = keyspace or RedisKeyspace()
         self._max_in_flight = max_in_flight
         script = load_script(ScriptName.GCRA)
         self._script = script.body
@@ -111,8 +114,21 @@ class RedisRateLimiter:
         self._pending: list[_Call] = []
         self._is_batch_starting = False
         self._in_flight = 0
-        self._idle: list[AbstractConnection] = []
+        self._idle: dict[str, list[AbstractConnection]] = {}  # by node name on a Cluster
         self._tasks: set[asyncio.Task[None]] = set()
+        # One server (or Sentinel's master): new connections like the client's. A Cluster: per
+        # master, from its node (`_execute_on_cluster`).
+        self._cluster: ClusterUpkeep | None = None
+        self._new_connection: Callable[[], AbstractConnection] | None = None
+        if isinstance(redis, RedisCluster):
+            self._cluster = ClusterUpkeep(
+                redis, self._keyspace, deadline_s=self._deadline_s, spawn=self._background
+            )
+        else:
+            pool = redis.connection_pool
+            self._new_connection = _connection_factory(
+                pool.connection_class, pool.connection_kwargs
+            )
 
     async def hit(self, key_id: str, policy: RateLimitPolicy) -> RateLimitDecision:
         if not self._breaker.allow():
@@ -154,8 +170,10 @@ class RedisRateLimiter:
                 lost = self._deferred_usage.held()
                 self._events.usage_dropped("shutdown", lost)
                 logger.warning("ratelimit_deferred_usage_lost", extra={"requests": lost})
-        idle, self._idle = self._idle, []
-        for connection in idle:
+        if self._cluster is not None and self._cluster.unmarked:
+            logger.warning("ratelimit_usage_unmarked", extra={"keys": self._cluster.unmarked})
+        idle, self._idle = self._idle, {}
+        for connection in (c for connections in idle.values() for c in connections):
             await connection.disconnect()
 
     def _fall_back(
@@ -183,18 +201,14 @@ class RedisRateLimiter:
             except Exception as error:
                 logger.warning("ratelimit_deferred_usage_retry", extra={"error": repr(error)})
 
-        self._hand_over = asyncio.get_running_loop().create_task(hand_over())
-        self._tasks.add(self._hand_over)
-        self._hand_over.add_done_callback(self._tasks.discard)
+        self._hand_over = self._background(hand_over())
 
     def _start_batch(self) -> None:
         # The task's first step runs on the next loop iteration, after every hit queued in this
         # one: that is what gathers a tick's hits into one batch.
         self._is_batch_starting = True
         self._in_flight += 1
-        task = asyncio.get_running_loop().create_task(self._run_batch())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._background(self._run_batch())
 
     async def _run_batch(self) -> None:
         self._is_batch_starting = False
@@ -213,7 +227,8 @@ class RedisRateLimiter:
                 logger.warning("ratelimit_redis_unavailable", extra={"error": repr(cause)})
             # Hits queued behind this batch would only wait for the same failure.
             sent = _SENT if not isinstance(error, _BatchFailed) or error.maybe_ran else _NOT_SENT
-            replies = [sent] * len(batch) + [_NOT_SENT] * len(self._pending)
+            known = error.replies if isinstance(error, _BatchFailed) else None
+            replies = (known or [sent] * len(batch)) + [_NOT_SENT] * len(self._pending)
             batch += self._pending
             self._pending = []
         else:
@@ -231,20 +246,85 @@ class RedisRateLimiter:
             self._start_batch()
 
     async def _execute(self, batch: list[_Call]) -> list[_Reply]:
-        connection = self._idle.pop() if self._idle else self._new_connection()
+        if self._new_connection is not None:
+            return await self._execute_on(
+                "", self._new_connection, batch, mark_dirty=self._records_usage
+            )
+        return await self._execute_on_cluster(batch)
+
+    async def _execute_on_cluster(self, batch: list[_Call]) -> list[_Reply]:
+        """One pipeline per master holding some of the hits' keys, all at once; the dirty set
+        is marked after the scripts answered, and a failure has the slot map read again."""
+        upkeep = self._cluster
+        assert upkeep is not None  # only called for a Cluster
+        try:
+            groups = await upkeep.group_by_master([key_id for key_id, _, _ in batch])
+        except Exception as error:
+            upkeep.refresh_slots()
+            raise _BatchFailed(maybe_ran=False) from error
+        outcomes = await asyncio.gather(
+            *(
+                self._execute_on(
+                    node.name,
+                    _connection_factory(node.connection_class, node.connection_kwargs),
+                    [batch[i] for i in indices],
+                    mark_dirty=False,
+                )
+                for node, indices in groups
+            ),
+            return_exceptions=True,
+        )
+        replies: list[_Reply] = [_NOT_SENT] * len(batch)
+        failures = []
+        for (_, indices), outcome in zip(groups, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                failures.append(outcome)
+                maybe_ran = not isinstance(outcome, _BatchFailed) or outcome.maybe_ran
+                outcome = [_SENT if maybe_ran else _NOT_SENT] * len(indices)
+            for i, reply in zip(indices, outcome, strict=True):
+                replies[i] = reply
+        if self._records_usage:
+            upkeep.mark_dirty(
+                key_id
+                for (key_id, _, _), reply in zip(batch, replies, strict=True)
+                if not isinstance(reply, _Unanswered) or reply.maybe_ran
+            )
+        if failures:
+            upkeep.refresh_slots()
+            raise _BatchFailed(maybe_ran=True, replies=replies) from failures[0]
+        return replies
+
+    def _background(self, job: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(job)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _execute_on(
+        self,
+        node: str,
+        new_connection: Callable[[], AbstractConnection],
+        batch: list[_Call],
+        *,
+        mark_dirty: bool,
+    ) -> list[_Reply]:
+        idle = self._idle.setdefault(node, [])
+        connection = idle.pop() if idle else new_connection()
         is_sent = False
         try:
             with Deadline(self._deadline_s) as deadline:
                 if not connection.is_connected:
                     await connection.connect()  # type: ignore[no-untyped-call]  # redis-py
                 is_sent = True  # from here on, Redis may run the scripts whatever happens next
-                replies = await self._round_trip(connection, deadline, b"EVALSHA", self._sha, batch)
+                replies = await self._round_trip(
+                    connection, deadline, b"EVALSHA", self._sha, batch, mark_dirty=mark_dirty
+                )
                 missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
                 if missing:
                     # SCRIPT FLUSH or a restarted Redis: EVAL runs the script and caches it again.
                     again = [batch[i] for i in missing]
                     retried = await self._round_trip(
-                        connection, deadline, b"EVAL", self._script, again
+                        connection, deadline, b"EVAL", self._script, again, mark_dirty=mark_dirty
                     )
                     for i, reply in zip(missing, retried, strict=True):
                         replies[i] = reply
@@ -255,7 +335,7 @@ class RedisRateLimiter:
                 raise _BatchFailed(maybe_ran=is_sent) from error
             raise
         finally:
-            self._idle.append(connection)
+            idle.append(connection)
         for reply in replies:
             if isinstance(reply, ResponseError):  # OOM, BUSY, READONLY...: Redis is not usable
                 raise reply
@@ -268,6 +348,8 @@ class RedisRateLimiter:
         verb: bytes,
         script: bytes,
         calls: list[_Call],
+        *,
+        mark_dirty: bool,
     ) -> list[Any]:
         keyspace = self._keyspace
         commands = [
@@ -283,9 +365,9 @@ class RedisRateLimiter:
             )
             for key_id, params, _ in calls
         ]
-        if self._usage_ttl_s:
-            # After the scripts, never before: a flusher claiming the dirty set in between either
-            # read the new counts already or finds the key marked again.
+        # After the scripts, never before: a flusher claiming the dirty set in between either
+        # read the new counts already or finds the key marked again.
+        if mark_dirty:
             commands.append(_pack(b"SADD", keyspace.dirty, *dict.fromkeys(c[0] for c in calls)))
         await connection.send_packed_command(b"".join(commands), check_health=False)
         replies: list[Any] = []
@@ -295,9 +377,18 @@ class RedisRateLimiter:
             except ResponseError as error:
                 replies.append(error)
             deadline.progress()
-        if self._usage_ttl_s:
+        if mark_dirty:
             await connection.read_response()
         return replies
+
+
+def _connection_factory(
+    connection_class: type[AbstractConnection], kwargs: dict[str, Any]
+) -> Callable[[], AbstractConnection]:
+    """New connections like the client's, but without per-read timeouts or retries: the
+    limiter's deadline bounds a whole round trip."""
+    own = {**kwargs, "socket_timeout": None, "retry": Retry(NoBackoff(), 0)}
+    return lambda: connection_class(**own)
 
 
 def _ignore(decision: str) -> None:

@@ -2,19 +2,24 @@
 
 A new script is a `.lua` file here plus a `ScriptName` member. The limiter's hot path packs
 EVALSHA itself from `LuaScript.body` and `sha1`; every other caller runs a script through
-`register`, redis-py's Script over the same body.
+`register`, redis-py's Script over the same body, or many calls of one at once through
+`run_pipelined`.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
 from importlib import resources
+from typing import Any
 
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
+
+from service.redis.client import RedisClient
 
 
 class ScriptName(StrEnum):
@@ -43,7 +48,39 @@ def load_script(name: ScriptName) -> LuaScript:
     return LuaScript(name, body, hashlib.sha1(body, usedforsecurity=False).hexdigest())
 
 
-def register(redis: Redis, name: ScriptName) -> AsyncScript:
-    """A callable script off the hot path: EVALSHA, loading the body on NOSCRIPT (in a pipeline,
-    before the pipeline runs)."""
+def register(redis: RedisClient, name: ScriptName) -> AsyncScript:
+    """A callable script off the hot path: EVALSHA, loading the body on NOSCRIPT."""
     return redis.register_script(load_script(name).body)
+
+
+ScriptCall = tuple[Sequence[str], Sequence[Any]]  # KEYS, ARGV
+
+
+async def run_pipelined(
+    redis: RedisClient, name: ScriptName, calls: Sequence[ScriptCall]
+) -> list[Any]:
+    """Each call's reply, the calls sent in one pipeline (on a Cluster, one per node; each
+    call's keys must share a slot). Calls a server answers NOSCRIPT (flushed, restarted, a
+    promoted replica) run again once the body is loaded: redis-py's Script does that for one
+    call, and only for a single server's pipeline. Raises the first error of any call."""
+    script = load_script(name)
+    replies = await _evalsha(redis, script.sha1, calls)
+    missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+    if missing:
+        await redis.script_load(script.body)  # on a Cluster: on every primary
+        again = await _evalsha(redis, script.sha1, [calls[i] for i in missing])
+        for i, reply in zip(missing, again, strict=True):
+            replies[i] = reply
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
+
+
+async def _evalsha(redis: RedisClient, sha: str, calls: Sequence[ScriptCall]) -> list[Any]:
+    async with redis.pipeline(transaction=False) as pipe:
+        for keys, args in calls:
+            # Not `pipe.evalsha`: redis-py refuses that name in a Cluster pipeline, though the
+            # command routes like any other by its keys.
+            pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+        return list(await pipe.execute(raise_on_error=False))

@@ -2,7 +2,8 @@
 -- that was stored (a late hand-over of deferred usage into that minute is then kept).
 -- KEYS[1..n]  usage hashes
 -- ARGV        per key in order: the number of its minutes m, then m minute, count pairs
--- Returns the number of minutes dropped. The keys span hash slots: for a single Redis server.
+-- Returns the number of minutes dropped. On a Redis Cluster, the caller sends one slot's keys
+-- per call.
 local dropped, at = 0, 1
 for _, key in ipairs(KEYS) do
   local last = at + 2 * tonumber(ARGV[at])

@@ -6,7 +6,7 @@
 -- Returns {clock seconds, hash of KEYS[1], ..., hash of KEYS[k]} with 1 <= k <= n, each hash
 -- one string 'minute count minute count ...' ('' when it is gone): a string per key costs
 -- Redis and the client less than a nested list.
--- The keys span hash slots: this script is for a single Redis server, not a Cluster.
+-- On a Redis Cluster, the caller sends one slot's keys per call.
 local budget = tonumber(ARGV[1])
 local replies = {tonumber(redis.call('TIME')[1])}
 for i, key in ipairs(KEYS) do

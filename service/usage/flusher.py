@@ -15,13 +15,13 @@ import logging
 import secrets
 from collections.abc import Callable, Sequence
 
-from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.db import Database
 from service.errors import DatabaseUnavailable
 from service.redis import scripts
+from service.redis.client import RedisClient, slot_groups
 from service.redis.keyspace import RedisKeyspace
 from service.usage.service import record_usage
 from service.usage.stored import FlushPlan, StoredCounts
@@ -36,7 +36,7 @@ class UsageFlusher:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         database: Database,
         *,
         interval_s: float,
@@ -65,8 +65,6 @@ class UsageFlusher:
         self._on_flush_error = on_flush_error
         self._on_pending = on_pending
         self._claim_script = scripts.register(redis, scripts.ScriptName.USAGE_CLAIM)
-        self._read_script = scripts.register(redis, scripts.ScriptName.USAGE_READ)
-        self._forget_script = scripts.register(redis, scripts.ScriptName.USAGE_FORGET)
         self._release_script = scripts.register(redis, scripts.ScriptName.USAGE_RELEASE)
         self._stored = StoredCounts()
         self.pending_keys = 0
@@ -134,10 +132,20 @@ class UsageFlusher:
         The script reads Redis's clock with the counters, at one instant: a minute over by then
         cannot grow afterwards (but for a late hand-over of deferred usage, which the clean-up
         keeps). The minute before the current one stays too, as margin for clock skew between
-        shards.
+        shards. On a Cluster, one call per hash slot: the earliest of their clocks counts, and
+        the keys read are those before the first a cut-short call left out.
         """
         keys = [self._keyspace.usage(key_id) for key_id in key_ids]
-        seconds, *hashes = await self._read_script(keys=keys, args=[self._read_budget])
+        groups = slot_groups(self._redis, keys)
+        calls = [([keys[i] for i in group], [self._read_budget]) for group in groups]
+        replies = await scripts.run_pipelined(self._redis, scripts.ScriptName.USAGE_READ, calls)
+        by_index: dict[int, bytes] = {}
+        for group, (_, *read) in zip(groups, replies, strict=True):
+            by_index.update(zip(group, read, strict=False))  # a call stops at its budget
+        hashes: list[bytes] = []
+        while len(hashes) in by_index:
+            hashes.append(by_index[len(hashes)])
+        seconds = min(int(reply[0]) for reply in replies)
         final_before = seconds - seconds % 60 - 60
         await asyncio.sleep(0)  # requests waiting on this worker go between parse and plan
         return self._stored.plan(key_ids[: len(hashes)], hashes, final_before)
@@ -155,8 +163,12 @@ class UsageFlusher:
         if not plan.final:
             return
         keys = [self._keyspace.usage(key_id) for key_id in plan.final]
-        args = [value for pairs in plan.final.values() for value in (len(pairs) // 2, *pairs)]
-        await self._forget_script(keys=keys, args=args)
+        args = [(len(pairs) // 2, *pairs) for pairs in plan.final.values()]
+        calls = [
+            ([keys[i] for i in group], [value for i in group for value in args[i]])
+            for group in slot_groups(self._redis, keys)
+        ]
+        await scripts.run_pipelined(self._redis, scripts.ScriptName.USAGE_FORGET, calls)
 
     async def _cycle(self, *, unless_recent: bool = False) -> None:
         try:

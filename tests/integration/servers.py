@@ -21,7 +21,6 @@ from pathlib import Path
 import httpx
 import redis
 from prometheus_client.multiprocess import MultiProcessCollector
-from redis.asyncio import Redis
 from sqlalchemy import text
 
 from service.config import Settings
@@ -39,7 +38,9 @@ from service.harness.processes import (
 )
 from service.harness.processes import serving as serving_process
 from service.metrics.multiprocess import ARCHIVE_NAME
+from service.redis.client import create_redis
 from service.redis.keyspace import RedisKeyspace
+from service.redis.url import RedisShape, parse_redis_url
 from service.selftest.prom import Scrape, parse_scrape
 from tests.factories import assert_problem
 
@@ -151,6 +152,10 @@ async def replacement_of(server: ServerProcess, old: set[int], victim: int) -> s
 
 
 def forget_namespace(redis_url: str, namespace: str) -> None:
+    """Delete the namespace's keys from one Redis server (a Cluster or Sentinel deployment of a
+    test's own goes with the test)."""
+    if parse_redis_url(redis_url).shape is not RedisShape.SINGLE:
+        return
     with contextlib.suppress(redis.RedisError):
         client = redis.Redis.from_url(redis_url, socket_timeout=2)
         try:
@@ -312,7 +317,7 @@ async def wait_for_usage(
     """Until the table holds `expected` for the key, then until no flush has the key still to
     write (neither dirty nor claimed): the count is final, not merely not grown yet."""
     keyspace = RedisKeyspace(server.settings.redis_namespace)
-    redis = Redis.from_url(server.settings.redis_url)
+    redis = create_redis(server.settings, timeout=2)
     deadline = time.monotonic() + FLUSHED_WITHIN_S
     try:
         for _ in itertools.count():

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import redis.asyncio as aioredis
 from sqlalchemy import delete, func, select, text
 
 from service.config import Settings
@@ -19,7 +18,7 @@ from service.keys.models import ApiKey
 from service.ratelimit.limiter import RateLimiter, create_limiter
 from service.ratelimit.policy import RateLimitPolicy
 from service.redis import scripts
-from service.redis.client import create_redis
+from service.redis.client import RedisClient, create_redis
 from service.redis.keyspace import RedisKeyspace
 from service.usage.flusher import UsageFlusher
 from service.usage.models import ApiKeyUsage
@@ -36,7 +35,7 @@ class UsageRig:
     builds it (short timeouts, blocking pool), the test's namespace and a limiter on them."""
 
     database: Database
-    client: aioredis.Redis
+    client: RedisClient
     keyspace: RedisKeyspace
     limiter: RateLimiter
     key_ids: list[str]
@@ -123,7 +122,7 @@ async def test_flush_stores_exactly_the_admitted_hits_and_is_idempotent(rig: Usa
     assert not await rig.client.exists(rig.keyspace.processing, rig.keyspace.flush_lock)
 
 
-async def minute_now(client: aioredis.Redis) -> int:
+async def minute_now(client: RedisClient) -> int:
     """The current minute by Redis's clock, as the limiter's script counts it."""
     seconds, _ = await client.time()
     return int(seconds - seconds % 60)

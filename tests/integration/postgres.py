@@ -23,10 +23,11 @@ SYSTEM_USER = "postgres" if os.geteuid() == 0 else None
 
 def postgres_binary(name: str) -> str:
     """`initdb`, `pg_ctl`, ...: Debian keeps them off PATH, under /usr/lib/postgresql/<major>."""
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or [shutil.which(name)]
-    if found[-1] is None:
-        raise ProcessFailed(f"{name} is not installed (apt-get install postgresql)")
-    return str(found[-1])
+    found = [*sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")), shutil.which(name)]
+    for binary in found:
+        if binary is not None:
+            return binary
+    raise ProcessFailed(f"{name} is not installed (apt-get install postgresql)")
 
 
 def _owned_dir(prefix: str) -> Path:

@@ -161,4 +161,3 @@ def test_without_environment_nothing_is_explicit() -> None:
     settings = Settings()
     assert not settings.is_explicit("web_concurrency")
     assert not settings.is_explicit("database_pool_size")
-

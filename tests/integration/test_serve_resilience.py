@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import make_url, text
@@ -305,15 +306,19 @@ async def test_sigterm_under_load_answers_every_admitted_request_then_exits_zero
     headers = key_header(issued.plaintext)
     stop = asyncio.Event()
     probes: list[tuple[float, bool]] = []
+    answered_so_far = Counter[str]()
     async with Clients(stoppable.url, connections=STOP_USERS) as clients:
-        load = asyncio.create_task(
-            fire_until(
-                lambda i: clients[i].get(USAGE if i % 2 else WHOAMI, headers=headers),
-                stop,
-                concurrency=STOP_USERS,
-            )
+
+        async def send(i: int) -> httpx.Response:
+            response = await clients[i].get(USAGE if i % 2 else WHOAMI, headers=headers)
+            answered_so_far["answered"] += 1
+            return response
+
+        load = asyncio.create_task(fire_until(send, stop, concurrency=STOP_USERS))
+        # Under load: every user has been answered at least once (on average) before the signal.
+        await wait_until_async(
+            lambda: answered_so_far["answered"] >= STOP_USERS, what="the load to start"
         )
-        await asyncio.sleep(1.5)
         stoppable.process.send_signal(signal.SIGTERM)
         stopped_at = time.monotonic()
         while stoppable.process.poll() is None:

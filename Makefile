@@ -12,7 +12,7 @@ WITH_SERVICES := $(BIN)/python scripts/devservices.py run --
 .DEFAULT_GOAL := help
 # The targets share .venv and the services; `make test` stops at the first failure, in order.
 .NOTPARALLEL:
-.PHONY: help venv run test lint typecheck contracts unit integration test-cluster bench selftest docs clean
+.PHONY: help venv run test lint typecheck contracts unit integration pgbouncer test-faults test-cluster bench selftest docs clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -30,7 +30,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 run: venv ## Migrate, print a demo key and curl line, serve on HOST:PORT (127.0.0.1:8000)
 	$(WITH_SERVICES) $(BIN)/python scripts/dev_run.py
 
-test: lint typecheck contracts unit integration ## Everything CI runs: lint, typecheck, contracts, unit, integration
+test: lint typecheck contracts unit integration pgbouncer ## lint, typecheck, contracts, unit, integration, the database modules through PgBouncer
 
 lint: venv ## ruff check and ruff format --check
 	$(BIN)/ruff check $(SOURCES)
@@ -45,8 +45,18 @@ contracts: venv ## import-linter: the import layering the README states (contrac
 unit: venv ## Unit tests: no network, seconds
 	$(BIN)/pytest tests/unit -q
 
-integration: venv ## Integration tests against real PostgreSQL and Redis
+integration: venv ## Integration tests against real PostgreSQL and Redis (not the `cluster` and `faults` suites)
 	$(WITH_SERVICES) $(BIN)/pytest tests/integration -q
+
+# The modules whose tests are about the database (SQL, sessions, the pool, usage flushes), run
+# again through a PgBouncer of their own in transaction pooling mode (needs `pgbouncer`).
+PGBOUNCER_MODULES := $(addprefix tests/integration/,test_key_service.py test_keys_api.py \
+	test_bulk_keys.py test_key_directory.py test_usage_flush.py test_session_pool.py)
+pgbouncer: venv ## The database-facing integration modules through a real PgBouncer (transaction pooling)
+	$(WITH_SERVICES) $(BIN)/pytest $(PGBOUNCER_MODULES) -q --pgbouncer
+
+test-faults: venv ## Minutes of load through database faults: restart, terminated backends, hang-ups
+	$(WITH_SERVICES) $(BIN)/pytest tests/integration -q -m faults --durations=0
 
 test-cluster: venv ## Redis Cluster and Sentinel started by the tests: limits, usage, failover (minutes)
 	$(WITH_SERVICES) $(BIN)/pytest tests/integration -q -m cluster

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from service.config import Settings, load_settings
+from service.db import connect_args
 from service.models import metadata
 
 config = context.config
@@ -26,7 +27,7 @@ async def _run_online() -> None:
     engine = create_async_engine(
         settings.database_url,
         poolclass=pool.NullPool,
-        connect_args={"server_settings": {"application_name": "gatekey-migrate"}},
+        connect_args=connect_args(settings, application_name="gatekey-migrate"),
     )
     try:
         async with engine.connect() as connection:

@@ -73,6 +73,12 @@ class Settings(BaseSettings):
     database_pool_max_overflow: int = Field(10, ge=0)
     database_pool_timeout: float = Field(2.0, gt=0)
     database_pool_recycle: int = Field(1800, ge=1)
+    database_pgbouncer: bool = Field(
+        False,
+        description="DATABASE_URL points at PgBouncer in transaction pooling mode: no named "
+        "prepared statement outlives its transaction, and PostgreSQL's max_connections is "
+        "PgBouncer's to budget, not the workers'",
+    )
 
     rate_limit_backend: RateLimitBackend = RateLimitBackend.REDIS
     redis_url: Annotated[str, AfterValidator(_check_redis_url)] = Field(

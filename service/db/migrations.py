@@ -14,6 +14,7 @@ from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from service.config import Settings
+from service.db.engine import connect_args
 from service.errors import InvalidInput
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
@@ -32,15 +33,25 @@ async def ensure_database(settings: Settings) -> bool:
     name = url.database
     if not name:
         raise InvalidInput("DATABASE_URL names no database")
-    engine = create_async_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    engine = create_async_engine(
+        url.set(database="postgres"),
+        connect_args=connect_args(settings, application_name="gatekey-migrate"),
+    )
     try:
         async with engine.connect() as connection:
             exists = await connection.scalar(
                 text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
             )
+            await connection.rollback()
             if not exists:
                 quoted = connection.dialect.identifier_preparer.quote(name)
-                await connection.execute(text(f"CREATE DATABASE {quoted}"))
+                # CREATE DATABASE must run outside a transaction. asyncpg's plain `execute` sends
+                # it as one simple query, which PgBouncer's transaction pooling forwards whole;
+                # SQLAlchemy's autocommit would prepare it and run it in two server round trips,
+                # possibly on two server connections.
+                driver = (await connection.get_raw_connection()).driver_connection
+                assert driver is not None  # a checked-out connection has its driver connection
+                await driver.execute(f"CREATE DATABASE {quoted}")
             return not exists
     finally:
         await engine.dispose()
@@ -63,7 +74,10 @@ def head_revision(settings: Settings) -> str | None:
 
 
 async def current_revision(settings: Settings) -> str | None:
-    engine = create_async_engine(settings.database_url)
+    engine = create_async_engine(
+        settings.database_url,
+        connect_args=connect_args(settings, application_name="gatekey-migrate"),
+    )
     try:
         async with engine.connect() as connection:
             return await connection.run_sync(

@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 from sqlalchemy import make_url, pool, text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
+from service.config import Settings
+from service.db import connect_args
 from service.selftest.sampling import DbActivity
 
 SERVICE_APPLICATION_NAME = "gatekey"
@@ -33,15 +35,12 @@ class DatabaseProbe:
 
     @classmethod
     @asynccontextmanager
-    async def connect(cls, database_url: str) -> AsyncIterator[DatabaseProbe]:
+    async def connect(cls, settings: Settings) -> AsyncIterator[DatabaseProbe]:
         engine = create_async_engine(
-            database_url,
+            settings.database_url,
             poolclass=pool.NullPool,
             isolation_level="AUTOCOMMIT",
-            connect_args={
-                "server_settings": {"application_name": _PROBE_APPLICATION_NAME},
-                "timeout": 5,
-            },
+            connect_args=connect_args(settings, application_name=_PROBE_APPLICATION_NAME),
         )
         try:
             async with engine.connect() as connection:

@@ -68,7 +68,7 @@ async def pip_check() -> CheckResult:
 
 async def postgres(settings: Settings) -> CheckResult:
     try:
-        async with DatabaseProbe.connect(settings.database_url) as probe:
+        async with DatabaseProbe.connect(settings) as probe:
             version = await probe.server_version()
         figures: dict[str, Figure] = {"server_version": version}
     except Exception as exc:  # whatever stops the connection is the finding
@@ -123,11 +123,18 @@ async def pool_sizing(settings: Settings, workers: int | None) -> CheckResult:
     figures: dict[str, Figure] = {"per_worker": per_worker}
     try:
         budget = await read_connection_budget(settings)
-        figures |= {"max_connections": budget.max_connections, "reserved": budget.reserved}
         count = plan_workers(
             requested=workers, cpu_count=os.cpu_count() or 1, per_worker=per_worker, budget=budget
         )
-        figures |= {"workers": count, "needed": count * per_worker, "available": budget.available}
+        figures |= {"workers": count, "needed": count * per_worker}
+        if budget is None:
+            figures["available"] = "PgBouncer's max_client_conn"
+        else:
+            figures |= {
+                "max_connections": budget.max_connections,
+                "reserved": budget.reserved,
+                "available": budget.available,
+            }
     except InvalidInput as exc:
         figures["error"] = exc.message
     except Exception as exc:  # an unreachable database is also reported by `postgres`

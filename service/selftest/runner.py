@@ -119,7 +119,7 @@ async def _open_context(
     client = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
     deployment = await stack.enter_async_context(_target(cli, options, workdir, client))
     try:
-        probe = await stack.enter_async_context(DatabaseProbe.connect(cli.settings.database_url))
+        probe = await stack.enter_async_context(DatabaseProbe.connect(cli.settings))
     except Exception as exc:  # any reason the database refuses us stops the run
         raise SelftestAborted(f"PostgreSQL unreachable: {one_line(exc)}") from None
     return Context(deployment, cli, probe, keys, options.workers)

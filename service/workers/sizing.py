@@ -8,6 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from service.config import Settings
+from service.db import connect_args
 from service.errors import InvalidInput
 
 
@@ -21,11 +22,14 @@ class ConnectionBudget:
         return self.max_connections - self.reserved
 
 
-async def read_connection_budget(settings: Settings) -> ConnectionBudget:
-    """`max_connections` less superuser slots (and, on PostgreSQL 16+, `reserved_connections`)."""
+async def read_connection_budget(settings: Settings) -> ConnectionBudget | None:
+    """`max_connections` less superuser slots (and, on PostgreSQL 16+, `reserved_connections`);
+    None behind PgBouncer, whose own pool size, not the workers', decides the server connections."""
+    if settings.database_pgbouncer:
+        return None
     engine = create_async_engine(
         settings.database_url,
-        connect_args={"server_settings": {"application_name": "gatekey-sizing"}},
+        connect_args=connect_args(settings, application_name="gatekey-sizing"),
     )
     try:
         async with engine.connect() as connection:
@@ -45,9 +49,12 @@ async def read_connection_budget(settings: Settings) -> ConnectionBudget:
 
 
 def plan_workers(
-    *, requested: int | None, cpu_count: int, per_worker: int, budget: ConnectionBudget
+    *, requested: int | None, cpu_count: int, per_worker: int, budget: ConnectionBudget | None
 ) -> int:
-    """The worker count to run: the request if it fits, else the CPU count capped to fit."""
+    """The worker count to run: the request if it fits, else the CPU count capped to fit; with
+    no budget (behind PgBouncer), the request or the CPU count."""
+    if budget is None:
+        return requested if requested is not None else cpu_count
     fitting = budget.available // per_worker
     if requested is not None:
         if requested * per_worker > budget.available:

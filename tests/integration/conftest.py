@@ -7,6 +7,7 @@ and drops it at the end. PostgreSQL or Redis not answering stops the run with a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -22,6 +23,7 @@ from service.config import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, Settings
 from service.db import Database, migrations
 from service.redis.keyspace import RedisKeyspace
 from tests.factories import running_app
+from tests.integration.postgres import pgbouncer, with_host
 from tests.integration.servers import ServeProcess, forget_namespace, serve_settings, serving
 
 
@@ -58,25 +60,40 @@ async def _require_services(database_url: str, redis_url: str) -> None:
         await client.aclose()
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--pgbouncer",
+        action="store_true",
+        help="reach PostgreSQL through a PgBouncer of the run's own, in transaction pooling mode",
+    )
+
+
 @pytest.fixture(scope="session")
-def settings() -> Iterator[Settings]:
-    """Settings on a new database migrated to head through alembic; dropped after the run."""
+def settings(request: pytest.FixtureRequest) -> Iterator[Settings]:
+    """Settings on a new database migrated to head through alembic; dropped after the run.
+    With `--pgbouncer`, everything (migrations included) goes through a PgBouncer."""
     base_url, redis_url = _base_urls()
     asyncio.run(_require_services(base_url, redis_url))
     run_id = uuid.uuid4().hex[:8]
     name = f"gatekey_test_{run_id}"
-    test_settings = Settings(
-        database_url=make_url(base_url).set(database=name).render_as_string(hide_password=False),
-        redis_url=redis_url,
-        # A namespace of the run's own: runs sharing a Redis (CI beside a developer) never see
-        # each other's dirty usage, flush markers or directory entries.
-        redis_namespace=f"gktest-{run_id}",
-        database_pool_size=10,
-        database_pool_max_overflow=5,
-    )
-    migrations.upgrade(test_settings)
-    yield test_settings
-    forget_namespace(redis_url, test_settings.redis_namespace)
+    database_url = make_url(base_url).set(database=name).render_as_string(hide_password=False)
+    through_pgbouncer = bool(request.config.getoption("--pgbouncer"))
+    with contextlib.ExitStack() as stack:
+        if through_pgbouncer:
+            database_url = with_host(database_url, stack.enter_context(pgbouncer(base_url)))
+        test_settings = Settings(
+            database_url=database_url,
+            database_pgbouncer=through_pgbouncer,
+            redis_url=redis_url,
+            # A namespace of the run's own: runs sharing a Redis (CI beside a developer) never
+            # see each other's dirty usage, flush markers or directory entries.
+            redis_namespace=f"gktest-{run_id}",
+            database_pool_size=10,
+            database_pool_max_overflow=5,
+        )
+        migrations.upgrade(test_settings)
+        yield test_settings
+        forget_namespace(redis_url, test_settings.redis_namespace)
     asyncio.run(_admin_execute(base_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 

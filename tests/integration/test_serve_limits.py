@@ -194,6 +194,7 @@ async def test_serve_refuses_workers_whose_pools_exceed_max_connections(
     settings: Settings, tmp_path: Path
 ) -> None:
     budget = await read_connection_budget(settings)
+    assert budget is not None
     too_big = serve_settings(settings, database_pool_size=60, database_pool_max_overflow=0)
     lines = await asyncio.to_thread(refusal, too_big, tmp_path)
     assert len(lines) == 1

@@ -66,3 +66,9 @@ def test_explicit_too_many_is_refused_naming_the_numbers() -> None:
 def test_one_connection_over_is_refused() -> None:
     with pytest.raises(InvalidInput, match="= 98 exceeds"):
         plan_workers(requested=2, cpu_count=2, per_worker=49, budget=STOCK)
+
+
+def test_behind_pgbouncer_the_request_or_the_cpu_count_runs() -> None:
+    """PgBouncer queues clients for its own server pool: PostgreSQL's slots bound no worker."""
+    assert plan_workers(requested=None, cpu_count=8, per_worker=40, budget=None) == 8
+    assert plan_workers(requested=12, cpu_count=2, per_worker=40, budget=None) == 12

@@ -28,8 +28,9 @@ RUN pip wheel --no-deps --wheel-dir /wheels .
 FROM base AS app
 COPY requirements-runtime.txt ./
 RUN pip install -r requirements-runtime.txt
-RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    pip install --no-deps /wheels/gatekey-*.whl
+# COPY, not a BuildKit bind mount: the classic builder (docker-compose v1) builds this file too.
+COPY --from=builder /wheels /wheels
+RUN pip install --no-deps /wheels/gatekey-*.whl && rm -r /wheels
 ENV LOG_FORMAT=json
 USER gatekey
 EXPOSE 8000

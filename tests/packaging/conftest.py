@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -22,6 +23,22 @@ ROOT = Path(__file__).resolve().parents[2]
 # A fresh venv downloads and installs every pin: minutes on a cold cache, seconds on a warm one.
 INSTALL_TIMEOUT_S = 1800.0
 COMMAND_TIMEOUT_S = 300.0
+
+
+def copy_checkout(to: Path) -> Path:
+    """The files a clone has: tracked, and new ones git does not ignore (no .venv, no .env)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = ROOT / name
+        if source.is_file():
+            (to / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, to / name)
+    return to
 
 
 class Venv:

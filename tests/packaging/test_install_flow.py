@@ -5,34 +5,16 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from service.harness.processes import free_port, serving
-from tests.packaging.conftest import ROOT, Venv
+from tests.packaging.conftest import Venv, copy_checkout
 
 pytestmark = pytest.mark.packaging
 
 WORKERS = 2
-
-
-def copy_checkout(to: Path) -> Path:
-    """The files a clone has: tracked, and new ones git does not ignore (no .venv, no .env)."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout.decode()
-    for name in filter(None, listed.split("\0")):
-        source = ROOT / name
-        if source.is_file():
-            (to / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, to / name)
-    return to
 
 
 def test_checklist_install_flow_then_go(tmp_path: Path, deployment_env: dict[str, str]) -> None:

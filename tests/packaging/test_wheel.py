@@ -13,16 +13,18 @@ import httpx
 import pytest
 
 from service.harness.processes import free_port, serving
-from tests.packaging.conftest import ROOT, Venv
+from tests.packaging.conftest import ROOT, Venv, copy_checkout
 
 pytestmark = pytest.mark.packaging
 
 NOT_AT_RUNTIME = ("locust", "pytest", "flask", "gevent", "zmq", "schemathesis")
 
 
-def build_wheel(out: Path) -> Path:
+def build_wheel(source: Path, out: Path) -> Path:
+    """Built from a copy of the checkout: setuptools leaves build/ behind in the tree it builds,
+    and files a stale build/ still holds would end up in the wheel."""
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(out), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(out), str(source)],
         check=True,
         capture_output=True,
     )
@@ -31,7 +33,7 @@ def build_wheel(out: Path) -> Path:
 
 
 def test_wheel_installs_migrates_and_serves(tmp_path: Path, deployment_env: dict[str, str]) -> None:
-    wheel = build_wheel(tmp_path / "dist")
+    wheel = build_wheel(copy_checkout(tmp_path / "clone"), tmp_path / "dist")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {
         "service/migrations/env.py",

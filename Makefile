@@ -5,26 +5,27 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SOURCES := service cli tests scripts migrations bench
+SOURCES := service cli tests scripts migrations bench setup.py
 # Runs a command with DATABASE_URL and REDIS_URL pointing at servers that answer.
 WITH_SERVICES := $(BIN)/python scripts/devservices.py run --
 
 .DEFAULT_GOAL := help
 # The targets share .venv and the services; `make test` stops at the first failure, in order.
 .NOTPARALLEL:
-.PHONY: help venv run test lint typecheck contracts unit integration pgbouncer test-faults test-cluster bench selftest docs clean
+.PHONY: help venv run test lint typecheck contracts unit integration pgbouncer test-faults test-cluster \
+	test-packaging test-matrix bench selftest docs clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 venv: $(STAMP) ## Create .venv and install the project and its dev tools (once)
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): requirements-runtime.txt requirements-test.txt requirements.txt requirements-dev.txt \
+		pyproject.toml setup.py
 	@$(PYTHON) -c 'import sys; sys.exit(None if sys.version_info >= (3, 11) else \
 		"gatekey needs Python 3.11+, $(PYTHON) is " + sys.version.split()[0] + "; try: make PYTHON=python3.11")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -r requirements-dev.txt
-	$(BIN)/pip install -e . --no-deps
 	touch $@
 
 run: venv ## Migrate, print a demo key and curl line, serve on HOST:PORT (127.0.0.1:8000)
@@ -61,6 +62,12 @@ test-faults: venv ## Minutes of load through database faults: restart, terminate
 test-cluster: venv ## Redis Cluster and Sentinel started by the tests: limits, usage, failover (minutes)
 	$(WITH_SERVICES) $(BIN)/pytest tests/integration -q -m cluster
 
+test-packaging: venv ## Slow: the wheel and the checklist's install flow, each in a fresh venv
+	$(WITH_SERVICES) $(BIN)/pytest tests/packaging -q -m packaging
+
+test-matrix: venv ## Unit suite + integration smoke on every Python 3.11-3.13 found (.venv-3.X)
+	$(WITH_SERVICES) $(BIN)/python scripts/matrix.py
+
 bench: venv ## wrk: gatekey at 1-5,000 and 100,000 cold keys vs bare FastAPI, bare ASGI, slowapi (ARGS="...")
 	$(WITH_SERVICES) $(BIN)/python scripts/bench.py $(ARGS)
 
@@ -71,5 +78,5 @@ docs: venv ## Rewrite docs/cli.md from the CLI itself (tests/unit/test_docs.py c
 	$(BIN)/python scripts/cli_reference.py
 
 clean: ## Remove .venv, .devservices (embedded servers' data) and caches
-	rm -rf $(VENV) .devservices .mypy_cache .ruff_cache .pytest_cache *.egg-info
+	rm -rf $(VENV) .venv-3.* .devservices .mypy_cache .ruff_cache .pytest_cache *.egg-info build dist
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

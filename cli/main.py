@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import signal
+from importlib.metadata import version
+from typing import Annotated
 
 import typer
 
@@ -11,7 +13,7 @@ import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
 from cli import audit, db, keys, selftest, serve
-from cli.common import EXIT_USAGE, clean_errors, fail
+from cli.common import EXIT_USAGE, clean_errors, console, fail
 
 app = typer.Typer(
     name="gatekey",
@@ -19,6 +21,26 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(requested: bool) -> None:
+    if requested:
+        console.print(f"gatekey {version('gatekey')}", highlight=False)
+        raise typer.Exit
+
+
+@app.callback()
+def root(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """gatekey: API keys, exact rate limits, usage and a production self-test."""
+
+
 app.add_typer(keys.app, name="keys")
 app.add_typer(db.app, name="db")
 app.add_typer(audit.app, name="audit")

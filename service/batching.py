@@ -17,6 +17,16 @@ Item = TypeVar("Item", bound=Hashable)
 Result = TypeVar("Result")
 
 
+async def drain_tasks(tasks: set[asyncio.Task[None]]) -> None:
+    """Wait until `tasks` (whose done-callbacks discard them) is empty, tasks added meanwhile
+    included. Finished tasks are removed here too: from Python 3.12, gathering tasks that are
+    all done does not yield to the loop, so their pending callbacks would never run and the
+    loop would spin forever."""
+    while tasks:
+        await asyncio.gather(*tasks, return_exceptions=True)
+        tasks.difference_update([task for task in tasks if task.done()])
+
+
 class TickBatcher(Generic[Item, Result]):
     """`submit(item)` resolves with `run(batch)`'s result for that item; the same item submitted
     twice in one batch is sent once. At most `max_in_flight` batches run at a time: calls made
@@ -45,8 +55,7 @@ class TickBatcher(Generic[Item, Result]):
 
     async def drain(self) -> None:
         """Wait for every batch queued or running."""
-        while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await drain_tasks(self._tasks)
 
     def _maybe_start(self) -> None:
         if self._is_batch_starting or self._in_flight >= self._max_in_flight or not self._pending:

@@ -17,12 +17,18 @@ from service.config import Settings
 from service.db.engine import connect_args
 from service.errors import InvalidInput
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+
+def _migrations_dir() -> Path:
+    """alembic's env.py and revisions: `service/migrations` in an installed wheel (setup.py maps
+    them there), the checkout's top-level `migrations/` in a checkout or editable install."""
+    package = Path(__file__).resolve().parents[1]
+    installed = package / "migrations"
+    return installed if installed.is_dir() else package.parent / "migrations"
 
 
 def alembic_config(settings: Settings) -> Config:
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("script_location", str(_migrations_dir()))
     config.attributes["settings"] = settings
     return config
 

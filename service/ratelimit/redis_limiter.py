@@ -18,6 +18,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, ResponseError
 
+from service.batching import drain_tasks
 from service.ratelimit.breaker import CircuitBreaker
 from service.ratelimit.cluster_upkeep import ClusterUpkeep
 from service.ratelimit.deadline import Deadline
@@ -160,8 +161,7 @@ class RedisRateLimiter:
         return "ok"
 
     async def aclose(self) -> None:
-        while self._tasks:  # a finishing batch may start the next one
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await drain_tasks(self._tasks)  # a finishing batch may start the next one
         if self._deferred_usage is not None and not self._deferred_usage.is_empty:
             # A last try; what Redis does not take now is lost with the process.
             with contextlib.suppress(Exception):

@@ -37,9 +37,7 @@ SETTINGS = "fix the named environment variable (or .env entry)"
 PIP_CHECK = "pip install -r requirements.txt to restore consistent package versions"
 POSTGRES = "start PostgreSQL or correct DATABASE_URL"
 REDIS = "start Redis or correct REDIS_URL"
-TESTS = (
-    "run from a checkout with the dev requirements installed (pip install -r requirements-dev.txt)"
-)
+TESTS = "run from a checkout with the checklist's set installed: pip install -r requirements.txt"
 ERRORS = "read the server log for the failing requests; the error rate must stay under 0.1 %"
 LATENCY = "profile the slowest endpoint and compare the deployment's settings with the baseline's"
 KEY_VALIDATION = (

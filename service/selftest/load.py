@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import importlib.util
 import io
 import json
 import os
@@ -110,6 +111,8 @@ async def run_locust(
 ) -> LocustStats:
     """Run one load step over the keys in `keys_file` (one a line, each request the next), for
     `duration_s` or until `stop_after` requests, and return its aggregated statistics."""
+    if importlib.util.find_spec("locust") is None:  # a runtime-only install leaves it out
+        raise SelftestAborted("the load steps need Locust: pip install 'gatekey[selftest]'")
     report = workdir / f"locust_{users}u"  # Locust adds ".json", "_failures.csv"...
     process = await asyncio.create_subprocess_exec(
         *locust_command(url=url, users=users, duration_s=duration_s, report=report),

@@ -7,9 +7,9 @@ from service.selftest.load import LocustStats
 from service.selftest.load_checks import (
     MB,
     LoadRun,
+    StepLimits,
     db_connections,
     error_rate,
-    StepLimits,
     leak_fit,
     load_step,
     memory_leak,

@@ -13,9 +13,10 @@ import httpx
 from service.config import Settings
 from service.harness.gatekey import cli_env, serve_command
 from service.harness.processes import free_port
-from service.selftest.load_checks import StepLimits
+from service.selftest import fixes
+from service.selftest.load_checks import LEAK_MB_PER_1K_REQUESTS, LEAK_MIN_REQUESTS, StepLimits
 from service.selftest.load_runs import LoadPlan
-from service.selftest.model import CheckResult, Report
+from service.selftest.model import CheckResult, Figure, Outcome, Report, Verdict
 from service.selftest.runner import Options
 from service.selftest.target import server_process
 
@@ -91,3 +92,22 @@ async def variant(settings: Settings, factory: str, tmp_path: Path) -> AsyncIter
     ]
     async with serving(command, env, tmp_path / f"{factory}.log", port) as url:
         yield url
+
+
+def assert_fails(report: Report, name: str, fix: str) -> dict[str, Figure]:
+    check = checks_of(report)[name]
+    assert (check.result, check.fix) == (Outcome.FAIL, fix), check.figures
+    assert report.verdict is Verdict.NO_GO
+    return dict(check.figures)
+
+
+def assert_leak_is_never_a_pass(report: Report) -> None:
+    """A leak fails whenever it is judged; a machine too busy to serve the requests the slope
+    needs in the step's time makes the check say "not judged", which is never a pass either."""
+    check = checks_of(report)["memory-leak"]
+    served = float(check.figures["requests_per_worker"])
+    if check.result is Outcome.WARN:
+        assert served < LEAK_MIN_REQUESTS, check.figures
+        return
+    figures = assert_fails(report, "memory-leak", fixes.MEMORY_LEAK)
+    assert float(figures["worst_mb_per_1k_requests"]) > LEAK_MB_PER_1K_REQUESTS

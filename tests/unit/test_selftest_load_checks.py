@@ -258,9 +258,9 @@ def test_flat_noisy_memory_is_not_a_leak() -> None:
 
 def test_too_few_samples_or_requests_after_warm_up_are_not_judged() -> None:
     assert memory_leak(leak_run(1.0, points=6)).result is Outcome.WARN
-    few = run_of([sample(i * 0.5, requests=50 * i, rss_mb={"101": 80 + i}) for i in range(21)])
+    few = run_of([sample(i * 0.5, requests=20 * i, rss_mb={"101": 80 + i}) for i in range(21)])
     check = memory_leak(few)
-    assert (check.result, check.figures["requests_per_worker"]) == (Outcome.WARN, 750)
+    assert (check.result, check.figures["requests_per_worker"]) == (Outcome.WARN, 300)
 
 
 def test_no_memory_series_is_not_judged() -> None:

@@ -251,6 +251,14 @@ def test_one_kilobyte_per_request_is_a_leak() -> None:
     assert check.figures["worst_mb_per_1k_requests"] == 0.977
 
 
+def test_growth_under_the_floor_is_not_a_leak() -> None:
+    # 0.6 MB per 1,000 requests over 3,000 requests per worker: 1.8 MB in all, under the 2 MB floor.
+    check = memory_leak(leak_run(0.3, points=9))
+    assert (check.figures["worst_mb_per_1k_requests"], check.figures["growth_mb"]) == (0.6, 1.8)
+    assert check.figures["requests_per_worker"] >= 2100
+    assert check.result is Outcome.PASS
+
+
 def test_flat_noisy_memory_is_not_a_leak() -> None:
     check = memory_leak(leak_run(0.0, noise=3.0))
     assert (check.result, check.figures["worst_mb_per_1k_requests"]) == (Outcome.PASS, 0.0)
@@ -258,9 +266,9 @@ def test_flat_noisy_memory_is_not_a_leak() -> None:
 
 def test_too_few_samples_or_requests_after_warm_up_are_not_judged() -> None:
     assert memory_leak(leak_run(1.0, points=6)).result is Outcome.WARN
-    few = run_of([sample(i * 0.5, requests=20 * i, rss_mb={"101": 80 + i}) for i in range(21)])
+    few = run_of([sample(i * 0.5, requests=100 * i, rss_mb={"101": 80 + i}) for i in range(21)])
     check = memory_leak(few)
-    assert (check.result, check.figures["requests_per_worker"]) == (Outcome.WARN, 300)
+    assert (check.result, check.figures["requests_per_worker"]) == (Outcome.WARN, 1500)
 
 
 def test_no_memory_series_is_not_judged() -> None:

@@ -233,9 +233,9 @@ def leak_run(mb_per_sample: float, *, noise: float = 0.0, points: int = 21) -> L
 
 def test_leak_slope_is_per_thousand_requests_the_worker_served() -> None:
     fit = leak_fit(leak_run(1.0))
-    # 1 MB per 500 requests of its own is 2 MB per 1,000; 16 samples from t = 2.5 s (25 % of 10 s).
+    # 1 MB per 500 requests of its own is 2 MB per 1,000; 13 samples from t = 4 s (40 % of 10 s).
     assert fit.slopes == {"101": 2.0, "102": 0.0}
-    assert (fit.growth_mb, fit.points, fit.requests_per_worker) == (15.0, 16, 7500)
+    assert (fit.growth_mb, fit.points, fit.requests_per_worker) == (12.0, 13, 6000)
 
 
 def test_growing_memory_is_a_leak() -> None:
@@ -253,7 +253,7 @@ def test_one_kilobyte_per_request_is_a_leak() -> None:
 
 def test_growth_under_the_floor_is_not_a_leak() -> None:
     # 0.6 MB per 1,000 requests over 3,000 requests per worker: 1.8 MB in all, under the 2 MB floor.
-    check = memory_leak(leak_run(0.3, points=9))
+    check = memory_leak(leak_run(0.3, points=12))
     assert (check.figures["worst_mb_per_1k_requests"], check.figures["growth_mb"]) == (0.6, 1.8)
     assert check.figures["requests_per_worker"] == 3000
     assert check.result is Outcome.PASS
@@ -268,7 +268,7 @@ def test_too_few_samples_or_requests_after_warm_up_are_not_judged() -> None:
     assert memory_leak(leak_run(1.0, points=6)).result is Outcome.WARN
     few = run_of([sample(i * 0.5, requests=100 * i, rss_mb={"101": 80 + i}) for i in range(21)])
     check = memory_leak(few)
-    assert (check.result, check.figures["requests_per_worker"]) == (Outcome.WARN, 1500)
+    assert (check.result, check.figures["requests_per_worker"]) == (Outcome.WARN, 1200)
 
 
 def test_no_memory_series_is_not_judged() -> None:

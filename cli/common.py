@@ -34,17 +34,23 @@ def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
     raise SystemExit(code)
 
 
-def settings_of(ctx: typer.Context) -> Settings:
-    """Settings are loaded once per invocation, on first use, so `--help` never needs them."""
+def loaded_settings(ctx: typer.Context) -> Settings:
+    """Settings are loaded once per invocation, on first use, so `--help` never needs them;
+    `SettingsError` names the variable that does not parse."""
     root = ctx.find_root()
     if root.obj is None:
-        try:
-            root.obj = load_settings()
-        except SettingsError as exc:
-            fail(str(exc), EXIT_USAGE)
+        root.obj = load_settings()
         configure_logging(root.obj)
     settings: Settings = root.obj
     return settings
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    """The settings, or one line naming the bad variable and exit code 2."""
+    try:
+        return loaded_settings(ctx)
+    except SettingsError as exc:
+        fail(str(exc), EXIT_USAGE)
 
 
 @contextmanager

@@ -10,18 +10,23 @@ import typer
 from rich.markup import escape
 from rich.status import Status
 
-from cli.common import EXIT_USAGE, console, fail, settings_of
-from service.config import SettingsError, load_settings
+from cli.common import EXIT_USAGE, console, fail, loaded_settings
+from service.config import Settings, SettingsError, load_settings
 from service.durations import parse_duration
 from service.errors import InvalidInput
-from service.selftest.load_checks import MIN_STEP_REQUESTS
+from service.selftest.load_checks import (
+    MIN_STEP_REQUESTS,
+    P99_CEILING_MS,
+    RPS_FLOOR,
+    StepLimits,
+)
 from service.selftest.load_runs import LoadPlan
 from service.selftest.model import CheckResult, Outcome, SelftestAborted, Verdict
 from service.selftest.preflight import preflight_checks, settings_check
 from service.selftest.report_html import write_html
 from service.selftest.report_json import read_baseline, write_json
 from service.selftest.report_table import RESULT_STYLE, check_table, figures_text, render
-from service.selftest.runner import Options, run_selftest
+from service.selftest.runner import Options, run_selftest, settings_failed_report
 
 DEFAULT_DURATION = "20s"
 QUICK_DURATION = "10s"  # at most: a quick step but the last ends after MIN_STEP_REQUESTS requests
@@ -44,6 +49,15 @@ class ConsoleProgress:
             f"[dim]{escape(figures_text(result.figures))}[/dim]",
             highlight=False,
         )
+
+
+def settings_of_run(ctx: typer.Context) -> Settings | SettingsError:
+    """The settings, or why they do not load: the pre-flight's `settings` check judges that
+    (a NO-GO report), where any other command stops with one line."""
+    try:
+        return loaded_settings(ctx)
+    except SettingsError as exc:
+        return exc
 
 
 def _users(text: str) -> tuple[int, ...]:
@@ -95,14 +109,21 @@ def selftest(
     only: Annotated[
         str | None, typer.Option(help="Run only these checks (comma-separated).")
     ] = None,
+    p99_ceiling: Annotated[
+        float, typer.Option(min=1, help="Highest p99 in ms a load step may show.")
+    ] = P99_CEILING_MS,
+    rps_floor: Annotated[
+        float, typer.Option(min=0, help="Lowest req/s a load step may serve.")
+    ] = RPS_FLOOR,
 ) -> None:
     """Run the integration checklist and load steps; exit 0 GO, 1 NO-GO, 2 could not run."""
-    settings = settings_of(ctx)
     try:
+        settings = settings_of_run(ctx)
         load = LoadPlan(
             users=_users(users),
             duration_s=_seconds(duration or (QUICK_DURATION if quick else DEFAULT_DURATION)),
             stop_after=MIN_STEP_REQUESTS if quick else None,
+            limits=StepLimits(p99_ceiling_ms=p99_ceiling, rps_floor=rps_floor),
         )
         options = Options(
             url=url,
@@ -111,8 +132,11 @@ def selftest(
             baseline=tuple(read_baseline(baseline)) if baseline else (),
             only=frozenset(name.strip() for name in only.split(",")) if only else None,
         )
-        with console.status("selftest: starting") as status:
-            report = asyncio.run(run_selftest(settings, options, ConsoleProgress(status)))
+        if isinstance(settings, SettingsError):
+            report = settings_failed_report(str(settings), options)
+        else:
+            with console.status("selftest: starting") as status:
+                report = asyncio.run(run_selftest(settings, options, ConsoleProgress(status)))
     except SelftestAborted as exc:
         fail(f"selftest could not run: {exc}", EXIT_USAGE)
     console.print(render(report))

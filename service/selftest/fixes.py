@@ -39,6 +39,11 @@ POSTGRES = "start PostgreSQL or correct DATABASE_URL"
 REDIS = "start Redis or correct REDIS_URL"
 TESTS = "run from a checkout with the checklist's set installed: pip install -r requirements.txt"
 ERRORS = "read the server log for the failing requests; the error rate must stay under 0.1 %"
+SLOW_STEP = (
+    "the deployment is too slow for this load: compare workers' CPU % with their count (add "
+    "workers or hosts), read gatekey_db_pool_wait_seconds (raise DATABASE_POOL_SIZE) and Redis "
+    "latency (REDIS_TIMEOUT trips the breaker)"
+)
 LATENCY = "profile the slowest endpoint and compare the deployment's settings with the baseline's"
 KEY_VALIDATION = (
     "a CLI-created key must verify on the HTTP API: check that the CLI and the server share "
@@ -47,5 +52,14 @@ KEY_VALIDATION = (
 LIMIT_RESPONSES = "every limited response needs RateLimit-* headers and a 429 with Retry-After"
 HEALTH = "readiness names the dependency that failed: start it or correct its URL"
 WORKERS = "run the server through `gatekey serve --workers N`, which reports each worker's pid"
+WORKER_RESOURCES = (
+    "a worker reports no resources or none that move under load: run through `gatekey serve` "
+    "(every worker samples its memory and CPU each second) and look for a worker that serves "
+    "nothing (stuck event loop, failed start)"
+)
+NO_SERVICE_CONNECTIONS = (
+    "no connection named `gatekey` in pg_stat_activity: give the self-test the deployment's "
+    "DATABASE_URL"
+)
 UNEXPECTED = "the deployment answered something the contract does not allow: see the error"
 METRICS_MISSING = "expose every metric gatekey documents from the service's registry"

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from service.selftest import load_checks
 from service.selftest.context import Context
 from service.selftest.load import run_locust
-from service.selftest.load_checks import LoadRun
+from service.selftest.load_checks import LoadRun, StepLimits
 from service.selftest.load_keys import LOAD_KEYS, mint_load_keys
 from service.selftest.model import CheckResult, LoadStep, MemorySample
 from service.selftest.sampling import Sampler
@@ -40,6 +40,7 @@ class LoadPlan:
     duration_s: float
     stop_after: int | None = None
     keys: int = LOAD_KEYS
+    limits: StepLimits = field(default_factory=StepLimits)
 
 
 async def run_load_steps(
@@ -82,14 +83,17 @@ def judge_load(
     ctx: Context,
     runs: list[LoadRun],
     chosen: frozenset[str],
+    plan: LoadPlan,
     baseline: tuple[LoadStep, ...],
 ) -> tuple[list[CheckResult], list[LoadStep]]:
     """The chosen load-fed checks, in checklist order, and the steps for the report."""
-    steps = [load_checks.load_step(run) for run in runs]
+    steps = [load_checks.load_step(run, plan.limits) for run in runs]
     per_worker = ctx.settings.database_pool_size + ctx.settings.database_pool_max_overflow
     judges: dict[str, Callable[[], list[CheckResult]]] = {
         "pool-returns-to-zero": lambda: [load_checks.pool_returns_to_zero(runs)],
-        "worker-resources": lambda: [load_checks.worker_resources(runs)],
+        "worker-resources": lambda: [
+            load_checks.worker_resources(runs, steps, expected_workers=ctx.expected_workers)
+        ],
         "db-connections": lambda: [
             load_checks.db_connections(
                 runs, per_worker=per_worker, expected_workers=ctx.expected_workers

@@ -84,6 +84,8 @@ class LoadStep:
     worker_rss_mb: float = 0.0
     db_connections: int = 0
     top_failure: str = ""
+    p99_ceiling_ms: float = 0.0  # what the step was judged against (0: not judged)
+    rps_floor: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,13 +17,14 @@ from service.selftest import fixes
 from service.selftest.dbprobe import DatabaseProbe
 from service.selftest.gatekey_cli import GatekeyCli
 from service.selftest.model import CheckResult, Figure, Phase, judge, one_line
-from service.workers.sizing import plan_workers, read_connection_budget
+from service.workers.sizing import ConnectionBudget, plan_workers, read_connection_budget
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 _COLLECTED_RE = re.compile(r"(\d+) tests? collected")
 _SUBPROCESS_TIMEOUT_S = 180.0
 # Reachability, not latency: a Redis across a slow link still answers this probe.
 _REDIS_PROBE_TIMEOUT_S = 2.0
+SERVE_HERE = "gatekey serve here (--workers, WEB_CONCURRENCY, else CPUs)"
 
 
 def settings_check(error: str | None) -> CheckResult:
@@ -118,23 +119,42 @@ async def migrations_at_head(cli: GatekeyCli) -> CheckResult:
     )
 
 
-async def pool_sizing(settings: Settings, workers: int | None) -> CheckResult:
+def planned_workers(
+    settings: Settings, requested: int | None, budget: ConnectionBudget | None
+) -> int:
+    """The worker count `gatekey serve` starts on this host: `requested`, else WEB_CONCURRENCY,
+    else the CPUs that fit; `InvalidInput` when they do not fit."""
+    return plan_workers(
+        requested=requested if requested is not None else settings.web_concurrency,
+        cpu_count=os.cpu_count() or 1,
+        per_worker=settings.database_pool_size + settings.database_pool_max_overflow,
+        budget=budget,
+    )
+
+
+async def pool_sizing(
+    settings: Settings, workers: int | None, *, source: str = SERVE_HERE
+) -> CheckResult:
+    """Sized for the deployment's workers: `workers` as `source` gives them. Unknown workers of a
+    deployment elsewhere are not judged: this host's CPU count says nothing of them."""
     per_worker = settings.database_pool_size + settings.database_pool_max_overflow
-    figures: dict[str, Figure] = {"per_worker": per_worker}
+    unknown = workers is None and source != SERVE_HERE
+    figures: dict[str, Figure] = {"per_worker": per_worker, "workers_from": source}
     try:
         budget = await read_connection_budget(settings)
-        count = plan_workers(
-            requested=workers, cpu_count=os.cpu_count() or 1, per_worker=per_worker, budget=budget
-        )
-        figures |= {"workers": count, "needed": count * per_worker}
-        if budget is None:
+        if budget is None:  # behind PgBouncer, which decides the server connections
             figures["available"] = "PgBouncer's max_client_conn"
         else:
-            figures |= {
-                "max_connections": budget.max_connections,
-                "reserved": budget.reserved,
-                "available": budget.available,
-            }
+            figures |= {"max_connections": budget.max_connections, "reserved": budget.reserved}
+        if unknown:
+            figures["workers"] = "not known"
+            if budget is not None:
+                figures["fitting_workers"] = budget.available // per_worker
+        else:
+            count = planned_workers(settings, workers, budget)
+            figures |= {"workers": count, "needed": count * per_worker}
+            if budget is not None:
+                figures["available"] = budget.available
     except InvalidInput as exc:
         figures["error"] = exc.message
     except Exception as exc:  # an unreachable database is also reported by `postgres`
@@ -143,9 +163,11 @@ async def pool_sizing(settings: Settings, workers: int | None) -> CheckResult:
         Phase.PREFLIGHT,
         "pool-sizing",
         passed="error" not in figures,
+        warned=unknown,
         figures=figures,
-        criterion="workers × (pool + overflow) ≤ max_connections − reserved connections",
-        fix=fixes.WORKER_BUDGET,
+        criterion="the deployment's workers × (pool + overflow) ≤ max_connections − reserved "
+        "connections; not judged when its worker count is not known",
+        fix=fixes.WORKER_BUDGET if not unknown else "give --workers N to judge the pool sizing",
     )
 
 
@@ -186,7 +208,11 @@ PREFLIGHT_CHECKS = (
 
 
 async def preflight_checks(
-    settings: Settings, *, workers: int | None, only: frozenset[str] | None = None
+    settings: Settings,
+    *,
+    workers: int | None,
+    workers_source: str = SERVE_HERE,
+    only: frozenset[str] | None = None,
 ) -> list[CheckResult]:
     """The chosen pre-flight checks after the settings loaded, run side by side."""
     cli = GatekeyCli(settings)
@@ -195,7 +221,7 @@ async def preflight_checks(
         "postgres": lambda: postgres(settings),
         "redis": lambda: redis_reachable(settings),
         "migrations-at-head": lambda: migrations_at_head(cli),
-        "pool-sizing": lambda: pool_sizing(settings, workers),
+        "pool-sizing": lambda: pool_sizing(settings, workers, source=workers_source),
         "tests-discoverable": tests_discoverable,
     }
     chosen = [start() for name, start in pending.items() if only is None or name in only]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -29,6 +30,12 @@ class Scrape:
             s.value
             for s in self.samples
             if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+        )
+
+    def total_where(self, name: str, label: str, accept: Callable[[str], bool]) -> float:
+        """Sum of every sample called `name` whose `label` passes `accept` (e.g. 5xx statuses)."""
+        return sum(
+            s.value for s in self.samples if s.name == name and accept(s.labels.get(label, ""))
         )
 
     def by_label(self, name: str, label: str) -> dict[str, float]:

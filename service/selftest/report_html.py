@@ -6,7 +6,7 @@ from html import escape
 from pathlib import Path
 
 from service.selftest.model import MemorySample, Report, Verdict
-from service.selftest.report_table import figures_text
+from service.selftest.report_table import LOAD_COLUMNS, LOAD_TITLE, figures_text, load_cells
 from service.selftest.svg import Series, line_chart
 
 _STYLE = """
@@ -50,6 +50,17 @@ def _check_rows(report: Report) -> str:
     return "\n".join(rows)
 
 
+def _load_table(report: Report) -> str:
+    if not report.load:
+        return ""
+    head = "".join(f"<th>{escape(column)}</th>" for column in LOAD_COLUMNS)
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in load_cells(step)) + "</tr>"
+        for step in report.load
+    )
+    return f"<h3>{escape(LOAD_TITLE)}</h3><table><tr>{head}</tr>{rows}</table>"
+
+
 def render_html(report: Report) -> str:
     verdict_class = "GO" if report.verdict is Verdict.GO else "NO-GO"
     charts = (latency_chart(report) if report.load else "") + (
@@ -64,6 +75,7 @@ def render_html(report: Report) -> str:
 <th>criterion / fix</th></tr>
 {_check_rows(report)}
 </table><div class="charts">{charts}</div></div>
+{_load_table(report)}
 </body></html>
 """
 

@@ -46,34 +46,47 @@ def check_table(checks: list[CheckResult], *, title: str = "checks") -> Table:
     return table
 
 
+LOAD_COLUMNS = (
+    "users",
+    "requests",
+    "req/s",
+    "req/s floor",
+    "p50",
+    "p95",
+    "p99",
+    "p99 ceiling",
+    "errors %",
+    "CPU %",
+    "RSS MB",
+    "DB conns",
+)
+LOAD_TITLE = "load (latency in ms; CPU % summed over workers; peak RSS of one worker)"
+
+
+def load_cells(step: LoadStep) -> list[str]:
+    """One step's row: its figures beside the floor and ceiling it was judged against."""
+    return [
+        str(step.users),
+        str(step.requests),
+        f"{step.rps:.0f}",
+        f"{step.rps_floor:g}",
+        f"{step.p50_ms:g}",
+        f"{step.p95_ms:g}",
+        f"{step.p99_ms:g}",
+        f"{step.p99_ceiling_ms:g}",
+        f"{100 * step.error_rate:.2f}",
+        f"{step.worker_cpu_percent:g}",
+        f"{step.worker_rss_mb:g}",
+        str(step.db_connections),
+    ]
+
+
 def load_table(steps: list[LoadStep]) -> Table:
-    table = Table(title="load (latency in ms; CPU % summed over workers; peak RSS of one worker)")
-    for column in (
-        "users",
-        "requests",
-        "req/s",
-        "p50",
-        "p95",
-        "p99",
-        "errors %",
-        "CPU %",
-        "RSS MB",
-        "DB conns",
-    ):
+    table = Table(title=LOAD_TITLE)
+    for column in LOAD_COLUMNS:
         table.add_column(column, justify="right")
-    for s in steps:
-        table.add_row(
-            str(s.users),
-            str(s.requests),
-            f"{s.rps:.0f}",
-            f"{s.p50_ms:g}",
-            f"{s.p95_ms:g}",
-            f"{s.p99_ms:g}",
-            f"{100 * s.error_rate:.2f}",
-            f"{s.worker_cpu_percent:g}",
-            f"{s.worker_rss_mb:g}",
-            str(s.db_connections),
-        )
+    for step in steps:
+        table.add_row(*load_cells(step))
     return table
 
 

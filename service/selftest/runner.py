@@ -36,9 +36,16 @@ from service.selftest.model import (
     SelftestAborted,
     one_line,
 )
-from service.selftest.preflight import PREFLIGHT_CHECKS, preflight_checks
+from service.selftest.preflight import (
+    PREFLIGHT_CHECKS,
+    SERVE_HERE,
+    planned_workers,
+    preflight_checks,
+    settings_check,
+)
 from service.selftest.target import Deployment, own_server
 from service.selftest.verdict import decide
+from service.workers.sizing import read_connection_budget
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,12 +107,39 @@ def did_not_complete(phase: Phase, name: str, exc: Exception) -> CheckResult:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerCount:
+    """How many workers the deployment runs, and how the self-test knows."""
+
+    count: int | None
+    source: str
+
+
+async def _deployment_workers(settings: Settings, options: Options) -> WorkerCount:
+    """Given with --workers; for the server the self-test starts, the count it starts it with
+    (what `gatekey serve` would choose); with --url, the workers its /metrics report, if any."""
+    if options.workers is not None:
+        return WorkerCount(options.workers, "--workers")
+    if options.url is None:
+        try:
+            budget = await read_connection_budget(settings)
+            return WorkerCount(planned_workers(settings, None, budget), "the server it starts")
+        except Exception:  # pool-sizing names why; the server then refuses to start
+            return WorkerCount(None, SERVE_HERE)
+    try:
+        async with httpx.AsyncClient(timeout=5) as client:
+            pids = await Deployment(options.url, client).worker_pids()
+    except (httpx.HTTPError, ValueError):
+        pids = set()
+    return WorkerCount(len(pids) or None, f"/metrics of {options.url}")
+
+
 @asynccontextmanager
 async def _target(
-    cli: GatekeyCli, options: Options, workdir: Path, client: httpx.AsyncClient
+    cli: GatekeyCli, options: Options, workers: int | None, workdir: Path, client: httpx.AsyncClient
 ) -> AsyncIterator[Deployment]:
     if options.url is None:
-        async with own_server(cli, workers=options.workers, workdir=workdir, client=client) as own:
+        async with own_server(cli, workers=workers, workdir=workdir, client=client) as own:
             yield own
         return
     deployment = Deployment(options.url, client)
@@ -114,15 +148,24 @@ async def _target(
 
 
 async def _open_context(
-    stack: AsyncExitStack, cli: GatekeyCli, keys: KeyShelf, options: Options, workdir: Path
+    stack: AsyncExitStack,
+    cli: GatekeyCli,
+    keys: KeyShelf,
+    options: Options,
+    workers: WorkerCount,
+    workdir: Path,
 ) -> Context:
     client = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
-    deployment = await stack.enter_async_context(_target(cli, options, workdir, client))
+    deployment = await stack.enter_async_context(
+        _target(cli, options, workers.count, workdir, client)
+    )
     try:
         probe = await stack.enter_async_context(DatabaseProbe.connect(cli.settings))
     except Exception as exc:  # any reason the database refuses us stops the run
         raise SelftestAborted(f"PostgreSQL unreachable: {one_line(exc)}") from None
-    return Context(deployment, cli, probe, keys, options.workers)
+    # With --url and no --workers, the count /metrics reported is what `workers` measures.
+    expected = workers.count if options.workers is not None or options.url is None else None
+    return Context(deployment, cli, probe, keys, expected)
 
 
 class _Run:
@@ -155,11 +198,12 @@ class _Run:
             {"load"} if self.needs_load else set()
         )
 
-    async def preflight(self, settings: Settings) -> None:
+    async def preflight(self, settings: Settings, workers: WorkerCount) -> None:
         if self.chosen & set(PREFLIGHT_CHECKS):
             self.progress.status("pre-flight")
-            workers = self.options.workers
-            for result in await preflight_checks(settings, workers=workers, only=self.chosen):
+            for result in await preflight_checks(
+                settings, workers=workers.count, workers_source=workers.source, only=self.chosen
+            ):
                 self.record(result)
 
     async def probes(self, ctx: Context) -> None:
@@ -181,7 +225,7 @@ class _Run:
             self.record(did_not_complete(Phase.LOAD, "load-steps", exc))
             return
         self.memory = memory_samples(runs)
-        judged, self.steps = judge_load(ctx, runs, self.chosen, options.baseline)
+        judged, self.steps = judge_load(ctx, runs, self.chosen, options.load, options.baseline)
         for result in judged:
             self.record(result)
 
@@ -205,11 +249,12 @@ async def run_selftest(settings: Settings, options: Options, progress: Progress)
                 progress.status("gatekey db upgrade")
                 await _migrate(cli)
             keys.prefetch(run.key_purposes())  # made while the pre-flight runs
-        await run.preflight(settings)
+        workers = await _deployment_workers(settings, options)
+        await run.preflight(settings, workers)
         if run.needs_target:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gatekey-st-")))
             progress.status("starting a server" if options.url is None else f"reaching {target}")
-            ctx = await _open_context(stack, cli, keys, options, workdir)
+            ctx = await _open_context(stack, cli, keys, options, workers, workdir)
             target = ctx.deployment.url
             await run.probes(ctx)
             if run.needs_load:
@@ -217,3 +262,9 @@ async def run_selftest(settings: Settings, options: Options, progress: Progress)
     checks = sorted(run.results, key=lambda result: _PHASES.index(result.phase))
     duration_s = time.monotonic() - run.started
     return Report(decide(checks), started_at, duration_s, target, checks, run.steps, run.memory)
+
+
+def settings_failed_report(error: str, options: Options) -> Report:
+    """Settings that do not load stop every other check: the report is the `settings` check."""
+    checks = [settings_check(error)]
+    return Report(decide(checks), datetime.now(UTC), 0.0, options.url or "not started", checks)

@@ -42,7 +42,11 @@ class Sample:
     pool_waits: float
     pool_timeouts: float
     responses_503: float
+    responses_5xx: float
     db: DbActivity
+    # The counters the exhaustion and error checks read were in the scrape: without them a 0 is
+    # "not measured", not "none happened".
+    has_counters: bool = True
 
 
 def sample_from(scrape: Scrape, *, t_s: float, db: DbActivity) -> Sample:
@@ -55,8 +59,14 @@ def sample_from(scrape: Scrape, *, t_s: float, db: DbActivity) -> Sample:
         pool_waits=scrape.total(POOL_WAITS),
         pool_timeouts=scrape.total(POOL_TIMEOUTS),
         responses_503=scrape.total(REQUESTS, status="503"),
+        responses_5xx=scrape.total_where(REQUESTS, "status", is_server_error),
         db=db,
+        has_counters={REQUESTS, POOL_TIMEOUTS} <= scrape.names(),
     )
+
+
+def is_server_error(status: str) -> bool:
+    return len(status) == 3 and status.startswith("5")
 
 
 class Sampler:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
@@ -29,6 +29,8 @@ class Deployment:
         self.url = url.rstrip("/")
         self.client = client
         self.last_answer = "no answer"  # from `/readyz`, for the message when it never says 200
+        # The worker processes, when the self-test started the server and can see them.
+        self.local_worker_pids: Callable[[], set[str]] | None = None
 
     async def scrape(self) -> Scrape:
         """The metrics; none when `/metrics` does not answer 200 (the checks then fail on them)."""
@@ -64,7 +66,7 @@ async def server_process(
     deployment = Deployment(f"http://{HOST}:{port}", client)
     async with contextlib.AsyncExitStack() as stack:
         try:
-            await stack.enter_async_context(
+            server = await stack.enter_async_context(
                 serving_async(
                     command, port=port, log=log, env=env, ready=lambda _: deployment.is_ready()
                 )
@@ -72,6 +74,7 @@ async def server_process(
         except ProcessFailed as exc:
             last_line = exc.log_tail.splitlines()[-1] if exc.log_tail else "no output"
             raise SelftestAborted(f"{exc.reason}; server log: {last_line}") from None
+        deployment.local_worker_pids = lambda: {str(pid) for pid in server.worker_pids()}
         yield deployment
 
 

@@ -6,16 +6,24 @@ Run as real processes, e.g. `uvicorn tests.integration.selftest_variants:leaky_a
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service import resources
+from service.keys.verifier import KeyVerifier
+from service.metrics import Metrics
+from service.metrics.resources import record_process_resources
 from service.workers.entry import create_worker_app
 
 LEAKED_SESSIONS_PER_WORKER = 3
 RETAINED_BYTES_PER_REQUEST = 32 * 1024
+SLOW_REQUEST_S = 1.5
+FAULT_PATH = "/fault"
 
 Next = Callable[[Request], Awaitable[Response]]
 
@@ -37,14 +45,81 @@ def leaky_app() -> FastAPI:
     return app
 
 
-def hoarding_app() -> FastAPI:
-    """Keeps 32 KiB from every request in a list that only grows."""
+def _hoarding(size: int) -> FastAPI:
     app = create_worker_app()
     hoard: list[bytes] = []
 
     @app.middleware("http")
     async def retain(request: Request, call_next: Next) -> Response:
-        hoard.append(b"x" * RETAINED_BYTES_PER_REQUEST)  # written, so it is resident
+        hoard.append(b"x" * size)  # written, so it is resident
         return await call_next(request)
 
+    return app
+
+
+def hoarding_app() -> FastAPI:
+    """Keeps 32 KiB from every request in a list that only grows."""
+    return _hoarding(RETAINED_BYTES_PER_REQUEST)
+
+
+def kilobyte_hoarding_app() -> FastAPI:
+    """Keeps 1 KiB from every request: the smallest leak the memory check must catch."""
+    return _hoarding(1024)
+
+
+def no_metrics_app() -> FastAPI:
+    """Serves everything but `/metrics`."""
+    app = create_worker_app()
+    app.router.routes = [r for r in app.router.routes if getattr(r, "path", "") != "/metrics"]
+    return app
+
+
+def stale_cache_app() -> FastAPI:
+    """A verification cache that nothing empties: neither the key-change feed nor announcements."""
+    KeyVerifier.key_changed = lambda self, entry: None  # type: ignore[method-assign]
+    KeyVerifier.invalidate = lambda self: None  # type: ignore[method-assign]
+    return create_worker_app()
+
+
+def double_counting_app() -> FastAPI:
+    """Registers the request-metrics middleware twice: every request is counted twice."""
+    app = create_worker_app()
+    app.user_middleware.insert(0, app.user_middleware[0])
+    return app
+
+
+def frozen_resources_app() -> FastAPI:
+    """Records each worker's memory and CPU once at start-up, never again."""
+
+    async def record_once(
+        metrics: Metrics, stop: asyncio.Event | None = None, interval: float = 1.0
+    ) -> None:
+        record_process_resources(metrics)
+        await (stop or asyncio.Event()).wait()
+
+    resources.run_resource_sampler = record_once  # type: ignore[attr-defined]
+    return create_worker_app()
+
+
+def slow_app() -> FastAPI:
+    """Answers every API request after 1.5 s: no error, only slowness."""
+    app = create_worker_app()
+
+    @app.middleware("http")
+    async def delay(request: Request, call_next: Next) -> Response:
+        if request.url.path.startswith("/v1/"):
+            await asyncio.sleep(SLOW_REQUEST_S)
+        return await call_next(request)
+
+    return app
+
+
+def failing_route_app() -> FastAPI:
+    """Answers 500 on `/fault`, a route the self-test never calls: another client's errors."""
+    app = create_worker_app()
+
+    async def fault() -> JSONResponse:
+        return JSONResponse({"title": "injected"}, status_code=500)
+
+    app.add_api_route(FAULT_PATH, fault, methods=["GET"])
     return app

@@ -27,7 +27,9 @@ from service.selftest.svg import Series, line_chart, nice_ceiling
 
 STEPS = [
     LoadStep(10, 6000, 600.0, 4.0, 9.0, 15.0, 0.0, worker_cpu_percent=120.0),
-    LoadStep(50, 7000, 700.0, 40.0, 90.0, 150.0, 0.0005, failures=4),
+    LoadStep(
+        50, 7000, 700.0, 40.0, 90.0, 150.0, 0.0005, failures=4, p99_ceiling_ms=1000, rps_floor=100
+    ),
 ]
 REPORT = Report(
     verdict=Verdict.NO_GO,
@@ -114,6 +116,9 @@ def test_html_is_one_self_contained_page_with_both_charts() -> None:
         assert banned not in page
     assert not re.search(r"https?://(?!127\.0\.0\.1:8123)", page)
     assert "fix:</b> set RATE_LIMIT_BACKEND=redis" in page
+    # The load table states each step's p99 ceiling and req/s floor beside its figures.
+    assert "<th>p99 ceiling</th>" in page
+    assert "<td>150</td><td>1000</td>" in page
 
 
 def test_html_escapes_what_it_shows() -> None:
@@ -155,7 +160,7 @@ def test_terminal_report_shows_checks_load_and_verdict() -> None:
     assert "NO-GO  2 checks in 42 s against http://127.0.0.1:8123; failed: exact-limit" in text
     row = next(line for line in text.splitlines() if "7000" in line)
     cells = [cell.strip() for cell in row.strip("│ ").split("│")]
-    assert cells == ["50", "7000", "700", "40", "90", "150", "0.05", "0", "0", "0"]
+    assert cells == ["50", "7000", "700", "100", "40", "90", "150", "1000", "0.05", "0", "0", "0"]
 
 
 def test_a_table_of_passes_leaves_out_criteria_and_prints_whole_floats_plainly() -> None:

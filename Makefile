@@ -12,7 +12,7 @@ WITH_SERVICES := $(BIN)/python scripts/devservices.py run --
 .DEFAULT_GOAL := help
 # The targets share .venv and the services; `make test` stops at the first failure, in order.
 .NOTPARALLEL:
-.PHONY: help venv run test lint typecheck contracts unit integration bench selftest clean
+.PHONY: help venv run test lint typecheck contracts unit integration bench selftest soak clean
 
 help: ## List the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -51,8 +51,11 @@ integration: venv ## Integration tests against real PostgreSQL and Redis
 bench: venv ## wrk: gatekey at 1-5,000 and 100,000 cold keys vs bare FastAPI, bare ASGI, slowapi (ARGS="...")
 	$(WITH_SERVICES) $(BIN)/python scripts/bench.py $(ARGS)
 
-selftest: venv ## gatekey selftest: checklist, load steps, GO/NO-GO (ARGS="--quick" ...)
-	$(WITH_SERVICES) $(BIN)/gatekey selftest $(ARGS)
+selftest: venv ## gatekey selftest --suite: checklist, load steps, integration suite, GO/NO-GO (ARGS="--quick" ...)
+	$(WITH_SERVICES) $(BIN)/gatekey selftest --suite $(ARGS)
+
+soak: venv ## gatekey selftest --soak 10m: one load level for 10 minutes, nothing may keep growing (ARGS="...")
+	$(WITH_SERVICES) $(BIN)/gatekey selftest --only soak --soak 10m $(ARGS)
 
 clean: ## Remove .venv, .devservices (embedded servers' data) and caches
 	rm -rf $(VENV) .devservices .mypy_cache .ruff_cache .pytest_cache *.egg-info

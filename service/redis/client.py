@@ -13,6 +13,12 @@ from service.config import Settings
 REDIS_POOL_SIZE = 8
 
 
+def client_name(settings: Settings) -> str:
+    """What a gatekey process calls itself in Redis's `CLIENT LIST`: one name per namespace, so
+    a deployment's connections can be counted on a Redis that others share."""
+    return f"gatekey-{settings.redis_namespace}"
+
+
 def create_redis(settings: Settings, *, timeout: float | None = None) -> Redis:
     """A client on a blocking pool with short timeouts and no retries: fail fast, never hang.
 
@@ -27,5 +33,6 @@ def create_redis(settings: Settings, *, timeout: float | None = None) -> Redis:
         socket_timeout=seconds,
         socket_connect_timeout=seconds,
         retry=Retry(NoBackoff(), 0),
+        client_name=client_name(settings),
     )
     return Redis.from_pool(pool)

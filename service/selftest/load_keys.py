@@ -4,7 +4,6 @@ reflects a deployment with many customers (each request a different key, as at s
 from __future__ import annotations
 
 import json
-import secrets
 from pathlib import Path
 
 from service.selftest.context import UNLIMITED
@@ -16,11 +15,12 @@ from service.selftest.model import SelftestAborted
 LOAD_KEYS = 1000
 
 
-async def mint_load_keys(cli: GatekeyCli, count: int, workdir: Path) -> Path:
-    """`count` keys from one `gatekey keys create --count`, written one a line for Locust."""
+async def mint_load_keys(cli: GatekeyCli, count: int, workdir: Path, *, name: str) -> Path:
+    """`count` keys from one `gatekey keys create --count`, called `name`, written one a line
+    for Locust."""
     # An expiry bounds what a self-test run that never finished leaves in a real database.
     result = await cli.run(
-        "keys", "create", "--name", f"selftest-{secrets.token_hex(3)}-load-rotation",
+        "keys", "create", "--name", name,
         "--scopes", "selftest", "--rate-limit", UNLIMITED, "--expires-in", "1h",
         "--count", str(count), "--json",
     )  # fmt: skip

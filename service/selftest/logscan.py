@@ -19,6 +19,9 @@ _FRAME_RE = re.compile(r'^\s+File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<
 _CONSOLE_ERROR_RE = re.compile(
     r"^(?:\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (?:ERROR|CRITICAL)\b|(?:ERROR|CRITICAL):\s)"
 )
+# Frames of installed packages, the standard library and compiled modules: not where to look first.
+_LIBRARY_RE = re.compile(r"(site-packages|dist-packages|/lib/python\d|^<|\.pyx$)")
+_CHAIN_MARKERS = ("The above exception was the direct cause", "During handling of the above")
 _JSON_ERROR_LEVELS = frozenset({"error", "critical"})
 
 
@@ -31,6 +34,7 @@ class LogFindings:
     asyncio_lost: int = 0
     error_records: int = 0
     first_frame: str = ""
+    first_own_frame: str = ""  # the last frame outside installed packages and the stdlib
     first_error: str = ""
     sources: list[str] = field(default_factory=list)
 
@@ -50,7 +54,7 @@ class LogFindings:
             if _CONSOLE_ERROR_RE.match(line):
                 self.error_records += 1
             if line.startswith(TRACEBACK_START):
-                self._traceback(lines[index + 1 :])
+                self._traceback(lines[index + 1 :], chained=_follows_chain(lines[:index]))
 
     def _json_record(self, line: str) -> None:
         try:
@@ -67,22 +71,31 @@ class LogFindings:
         lines = exception.splitlines()
         for index, text in enumerate(lines):
             if text.startswith(TRACEBACK_START):
-                self._traceback(lines[index + 1 :])
+                self._traceback(lines[index + 1 :], chained=_follows_chain(lines[:index]))
 
-    def _traceback(self, following: list[str]) -> None:
-        """Count one traceback; the first one seen names its last frame and its error line."""
-        self.tracebacks += 1
+    def _traceback(self, following: list[str], *, chained: bool) -> None:
+        """Count one traceback (a chain of them is one: its last part is what escaped); the
+        first one seen names its last frame and its error line."""
+        if not chained:
+            self.tracebacks += 1
         if self.tracebacks > 1:
             return
-        frame = ""
         for line in following:
             match = _FRAME_RE.match(line)
             if match:
-                frame = f"{match['file']}:{match['line']} in {match['func']}"
+                self.first_frame = f"{match['file']}:{match['line']} in {match['func']}"
+                if not _LIBRARY_RE.search(match["file"]):
+                    self.first_own_frame = self.first_frame
             elif line and not line[0].isspace():
                 self.first_error = line.strip()[:200]
                 break
-        self.first_frame = frame
+
+
+def _follows_chain(before: list[str]) -> bool:
+    """Whether a traceback continues the one above ("The above exception was the direct cause
+    of the following exception:", "During handling of the above exception, ...")."""
+    previous = next((line for line in reversed(before) if line.strip()), "")
+    return previous.startswith(_CHAIN_MARKERS)
 
 
 class LogWatch:
@@ -137,9 +150,10 @@ def server_log_check(findings: LogFindings | None) -> CheckResult:
     if findings.unhandled:
         figures |= {
             "first_frame": findings.first_frame or "none",
+            "first_own_frame": findings.first_own_frame or "none",
             "first_error": findings.first_error,
         }
-        where = findings.first_frame or "the first traceback"
+        where = findings.first_own_frame or findings.first_frame or "the first traceback"
         fix = f"{fixes.UNHANDLED_EXCEPTION}; the first is raised at {where}"
         return CheckResult(Phase.FULL_STACK, name, Outcome.FAIL, figures, CRITERION, fix)
     if findings.error_records:

@@ -41,11 +41,12 @@ def stack_settings(settings: Settings) -> Settings:
     return stack_settings_for(settings)
 
 
-async def _sql(settings: Settings, *statements: str) -> list[object]:
+async def _sql(settings: Settings, *statements: str) -> None:
     engine = create_async_engine(settings.database_url, isolation_level="AUTOCOMMIT")
     try:
         async with engine.connect() as connection:
-            return [(await connection.execute(text(s))).scalar() for s in statements]
+            for statement in statements:
+                await connection.execute(text(statement))
     finally:
         await engine.dispose()
 
@@ -125,7 +126,8 @@ async def test_a_flusher_that_cannot_write_is_no_go(
     assert usage.fix == fixes.USAGE_ACCOUNTING
     assert "usage accounting" in usage.fix
     assert logs.result is Outcome.FAIL, logs.figures
-    assert "flusher.py" in str(logs.figures["first_frame"])
+    assert "service/usage/" in str(logs.figures["first_own_frame"]), logs.figures
+    assert "InsufficientPrivilege" in str(logs.figures["first_error"])
     assert report.verdict is Verdict.NO_GO
 
 
@@ -142,12 +144,13 @@ async def test_an_exception_after_the_answer_is_no_go(
     usage, logs = checks_of(report)["usage-accounted"], checks_of(report)["server-log"]
     assert usage.result is Outcome.PASS, usage.figures  # every client saw its answer
     assert logs.result is Outcome.FAIL, logs.figures
-    assert int(logs.figures["tracebacks"]) >= USAGE_REQUESTS // 20
-    assert "selftest_variants.py" in str(logs.figures["first_frame"])
+    # Each worker counts its own requests: at least one of them reached 20 of the 60.
+    assert int(logs.figures["tracebacks"]) >= 1
+    assert "selftest_variants.py" in str(logs.figures["first_own_frame"])
     assert logs.figures["first_error"] == "RuntimeError: raised after the response"
     assert logs.fix is not None
     assert logs.fix.startswith(fixes.UNHANDLED_EXCEPTION)
-    assert str(logs.figures["first_frame"]) in logs.fix
+    assert str(logs.figures["first_own_frame"]) in logs.fix
     assert report.verdict is Verdict.NO_GO
 
 

@@ -14,6 +14,8 @@ TRACEBACK = """Traceback (most recent call last):
   File "/srv/service/app.py", line 10, in handle
     await step()
   File "/srv/service/usage/flusher.py", line 42, in store
+    await execute()
+  File "/venv/lib/python3.11/site-packages/asyncpg/connection.py", line 7, in execute
     raise RuntimeError("boom")
 RuntimeError: boom"""
 
@@ -28,14 +30,25 @@ def test_a_console_traceback_names_its_last_frame_and_error() -> None:
     text = f"2026-01-01 12:00:00,123 ERROR   request_failed request_id=abc\n{TRACEBACK}\n"
     findings = findings_of(text + "ERROR:    Exception in ASGI application\n" + TRACEBACK)
     assert (findings.tracebacks, findings.error_records, findings.asyncio_lost) == (2, 2, 0)
-    assert findings.first_frame == "/srv/service/usage/flusher.py:42 in store"
+    assert findings.first_frame == (
+        "/venv/lib/python3.11/site-packages/asyncpg/connection.py:7 in execute"
+    )
+    assert findings.first_own_frame == "/srv/service/usage/flusher.py:42 in store"
     assert findings.first_error == "RuntimeError: boom"
     check = server_log_check(findings)
     assert check.result is Outcome.FAIL
-    assert check.figures["first_frame"] == "/srv/service/usage/flusher.py:42 in store"
-    assert (
-        check.fix == f"{fixes.UNHANDLED_EXCEPTION}; the first is raised at {findings.first_frame}"
-    )
+    assert check.figures["first_own_frame"] == "/srv/service/usage/flusher.py:42 in store"
+    where = findings.first_own_frame
+    assert check.fix == f"{fixes.UNHANDLED_EXCEPTION}; the first is raised at {where}"
+
+
+def test_a_chain_of_tracebacks_is_one_judged_by_its_last_part() -> None:
+    cause = 'Traceback (most recent call last):\n  File "<stdin>", line 1, in <module>\nKeyError: 1'
+    text = f"{cause}\n\nThe above exception was the direct cause of the following exception:\n\n"
+    findings = findings_of(text + TRACEBACK)
+    assert findings.tracebacks == 1
+    assert findings.first_own_frame == "/srv/service/usage/flusher.py:42 in store"
+    assert findings.first_error == "RuntimeError: boom"
 
 
 def test_json_records_count_levels_exceptions_and_asyncio_events() -> None:

@@ -127,7 +127,7 @@ async def test_a_flusher_that_cannot_write_is_no_go(
     assert "usage accounting" in usage.fix
     assert logs.result is Outcome.FAIL, logs.figures
     assert "service/usage/" in str(logs.figures["first_own_frame"]), logs.figures
-    assert "InsufficientPrivilege" in str(logs.figures["first_error"])
+    assert "permission denied for table api_key_usage" in str(logs.figures["first_error"])
     assert report.verdict is Verdict.NO_GO
 
 

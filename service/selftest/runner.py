@@ -190,6 +190,25 @@ class _Run:
             for result in await preflight_checks(settings, workers=workers, only=self.chosen):
                 self.record(result)
 
+    async def against_target(self, stack: AsyncExitStack, cli: GatekeyCli, keys: KeyShelf) -> str:
+        """The checks that talk to the deployment, in order; its URL."""
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gatekey-st-")))
+        if LOG_CHECK in self.chosen:
+            watch = _log_watch(self.options, workdir)
+            # Pushed before the server starts, so called after it stopped: its last words count.
+            stack.callback(
+                lambda: self.record(server_log_check(watch.findings() if watch else None))
+            )
+        url = self.options.url
+        self.progress.status("starting a server" if url is None else f"reaching {url}")
+        ctx = await _open_context(stack, cli, keys, self.options, workdir)
+        await self.probes(ctx)
+        if self.needs_load:
+            await self.load(ctx, workdir)
+        if self.needs_soak:
+            await self.soak(ctx, workdir)
+        return ctx.deployment.url
+
     async def probes(self, ctx: Context) -> None:
         for name, probe in PROBE_CHECKS.items():
             if name in self.chosen:
@@ -257,21 +276,7 @@ async def run_selftest(settings: Settings, options: Options, progress: Progress)
             keys.prefetch(run.key_purposes())  # made while the pre-flight runs
         await run.preflight(settings)
         if run.needs_target:
-            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gatekey-st-")))
-            if LOG_CHECK in run.chosen:
-                watch = _log_watch(options, workdir)
-                # Pushed before the server starts, so called after it stopped: its last words count.
-                stack.callback(
-                    lambda: run.record(server_log_check(watch.findings() if watch else None))
-                )
-            progress.status("starting a server" if options.url is None else f"reaching {target}")
-            ctx = await _open_context(stack, cli, keys, options, workdir)
-            target = ctx.deployment.url
-            await run.probes(ctx)
-            if run.needs_load:
-                await run.load(ctx, workdir)
-            if run.needs_soak:
-                await run.soak(ctx, workdir)
+            target = await run.against_target(stack, cli, keys)
     if run.needs_suite:
         await run.suite(cli)
     checks = sorted(run.results, key=lambda result: _PHASES.index(result.phase))

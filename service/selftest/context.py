@@ -28,13 +28,14 @@ KEY_LIMITS = {
 
 
 class KeyShelf:
-    """Test keys made through the CLI, started early: each CLI run costs a second or more.
-    Every key of the run is named `name_prefix`…, and revoked when the shelf closes."""
+    """Test keys made through the CLI, started early, one CLI run per rate limit (each run costs
+    a second or more). Every key of the run is named `name_prefix`…, revoked when it closes."""
 
     def __init__(self, cli: GatekeyCli) -> None:
         self._cli = cli
         self.name_prefix = f"selftest-{secrets.token_hex(3)}-"
-        self._keys: dict[str, asyncio.Task[CreatedKey]] = {}
+        # purpose -> (the CLI run making its keys, its place among them)
+        self._keys: dict[str, tuple[asyncio.Task[list[CreatedKey]], int]] = {}
         self._has_named = False
 
     def name_for(self, purpose: str) -> str:
@@ -43,22 +44,29 @@ class KeyShelf:
         return f"{self.name_prefix}{purpose}"
 
     def prefetch(self, purposes: set[str]) -> None:
+        by_limit: dict[str, list[str]] = {}
         for purpose in sorted(purposes - set(self._keys)):
-            name = self.name_for(purpose)
-            self._keys[purpose] = asyncio.ensure_future(
-                self._cli.create_key(name, rate_limit=KEY_LIMITS[purpose])
+            by_limit.setdefault(KEY_LIMITS[purpose], []).append(purpose)
+        for limit, group in by_limit.items():
+            making = asyncio.ensure_future(
+                self._cli.create_keys(
+                    self.name_for("+".join(group)), rate_limit=limit, count=len(group)
+                )
             )
+            self._keys |= {purpose: (making, index) for index, purpose in enumerate(group)}
 
     async def get(self, purpose: str) -> CreatedKey:
         self.prefetch({purpose})
-        return await self._keys[purpose]
+        making, index = self._keys[purpose]
+        return (await making)[index]
 
     async def aclose(self) -> None:
         """Stop keys still being made, then revoke every key of the run (the load's too), in
         one statement: also when the run was interrupted."""
-        for task in self._keys.values():
+        making = {task for task, _ in self._keys.values()}
+        for task in making:
             task.cancel()
-        await asyncio.gather(*self._keys.values(), return_exceptions=True)
+        await asyncio.gather(*making, return_exceptions=True)
         if not self._has_named:
             return
         # A database out of reach keeps them only until their one-hour expiry.

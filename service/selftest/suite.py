@@ -60,15 +60,16 @@ def read_junit(path: Path) -> SuiteCounts:
 
 
 async def integration_suite(
-    cli: GatekeyCli, workdir: Path, progress: Callable[[str], None]
+    cli: GatekeyCli, workdir: Path, progress: Callable[[str], None], *, root: Path = CHECKOUT
 ) -> CheckResult:
-    """`pytest tests/integration` with the run's settings in its environment."""
+    """`pytest tests/integration` in the checkout at `root`, with the run's settings in its
+    environment."""
     junit = workdir / "suite.xml"
     started = time.monotonic()
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "pytest", "tests/integration", "-q", "-p", "no:cacheprovider",
         f"--junitxml={junit}",
-        cwd=CHECKOUT, env=cli.env(),
+        cwd=root, env=cli.env(),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     output = asyncio.create_task(process.communicate())

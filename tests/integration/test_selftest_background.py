@@ -167,8 +167,9 @@ async def test_a_feed_that_reads_nothing_is_no_go(stack_settings: Settings, tmp_
     assert report.verdict is Verdict.NO_GO
 
 
-async def test_sigterm_revokes_the_keys_made_so_far(
-    stack_settings: Settings, tmp_path: Path
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+async def test_a_stopped_run_revokes_the_keys_made_so_far(
+    stack_settings: Settings, tmp_path: Path, stop: signal.Signals
 ) -> None:
     async with gatekey_serving(stack_settings, 2, tmp_path / "server.log") as url:
         process = await asyncio.create_subprocess_exec(
@@ -182,7 +183,7 @@ async def test_sigterm_revokes_the_keys_made_so_far(
             while await active_selftest_keys(stack_settings) < 3:
                 assert time.monotonic() < deadline, "the self-test made no keys in 60 s"
                 await asyncio.sleep(0.1)
-            process.send_signal(signal.SIGTERM)
+            process.send_signal(stop)
             _, stderr = await asyncio.wait_for(process.communicate(), 60)
         finally:
             if process.returncode is None:

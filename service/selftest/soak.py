@@ -134,8 +134,10 @@ def open_fds(pid: str) -> int | None:
 
 
 async def redis_clients(redis: Redis, name: str) -> int:
-    """The deployment's connections to Redis: `CLIENT LIST` entries carrying its client name."""
-    return sum(1 for client in await redis.client_list() if client.get("name") == name)
+    """The deployment's connections to Redis: `CLIENT LIST` entries carrying its client name,
+    but for the one asking (the self-test's own client carries the name too)."""
+    own, clients = await redis.client_id(), await redis.client_list()
+    return sum(1 for c in clients if c.get("name") == name and str(c.get("id")) != str(own))
 
 
 async def take_sample(ctx: Context, redis: Redis, t_s: float) -> list[SoakSample]:

@@ -13,7 +13,7 @@ from collections import Counter
 from service.selftest import fixes
 from service.selftest.context import Context
 from service.selftest.model import CheckResult, Phase, judge
-from service.selftest.traffic import Call, Reply, burst, hammer, key_header
+from service.selftest.traffic import Call, Reply, burst, hammer, hammer_across, key_header
 
 USAGE_REQUESTS = 60
 # Beyond two flush intervals: a loaded two-core host may start a flush late by this much.
@@ -77,17 +77,9 @@ async def key_feed(ctx: Context) -> CheckResult:
     misses = (await ctx.deployment.scrape()).total(CACHE, outcome="miss") - before.total(
         CACHE, outcome="miss"
     )
-    stop = asyncio.Event()
-    traffic = asyncio.create_task(
-        hammer(ctx.deployment.url, lambda: call, concurrency=8, stop=stop)
+    replies, revoked_at = await hammer_across(
+        ctx.deployment.url, call, lambda: ctx.probe.revoke(created.id), observe_s=_FEED_OBSERVE_S
     )
-    try:
-        await ctx.probe.revoke(created.id)
-        revoked_at = time.monotonic()
-        await asyncio.sleep(_FEED_OBSERVE_S)
-    finally:
-        stop.set()
-        replies = await traffic
     late = [r for r in replies if r.sent_at >= revoked_at + FEED_DEADLINE_S]
     not_refused = sum(1 for r in late if r.status != 401)
     statuses = Counter(r.status for r in (*warm, *steady))

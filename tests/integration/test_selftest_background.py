@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import make_url, text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from service.config import Settings
+from service.db import Database
 from service.harness.gatekey import cli_env, gatekey_executable
 from service.selftest import fixes
 from service.selftest.checks_background import USAGE_REQUESTS
@@ -29,11 +29,11 @@ from tests.integration.selftest_support import Quiet, gatekey_serving, stack_set
 from tests.integration.test_selftest_faults import checks_of, variant
 
 BACKGROUND = frozenset({"usage-accounted", "key-feed", "breaker-closed", "server-log"})
-_ACTIVE_SELFTEST_KEYS = text("""
+_ACTIVE_SELFTEST_KEYS = """
 SELECT count(*) FROM api_keys
 WHERE 'selftest' = ANY(scopes) AND (revoked_at IS NULL OR revoked_at > now())
   AND (expires_at IS NULL OR expires_at > now())
-""")
+"""
 
 
 @pytest.fixture(scope="module")
@@ -41,31 +41,26 @@ def stack_settings(settings: Settings) -> Settings:
     return stack_settings_for(settings)
 
 
-async def _sql(settings: Settings, *statements: str) -> None:
-    engine = create_async_engine(settings.database_url, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as connection:
-            for statement in statements:
-                await connection.execute(text(statement))
-    finally:
-        await engine.dispose()
+async def _sql(database: Database, *statements: str) -> int | None:
+    """Run statements outside any transaction; the last one's single value, if it has one."""
+    async with database.engine.connect() as connection:
+        autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        results = [await autocommit.execute(text(statement)) for statement in statements]
+    return int(results[-1].scalar_one()) if results[-1].returns_rows else None
 
 
-async def active_selftest_keys(settings: Settings) -> int:
-    engine = create_async_engine(settings.database_url)
-    try:
-        async with engine.connect() as connection:
-            return int((await connection.execute(_ACTIVE_SELFTEST_KEYS)).scalar_one())
-    finally:
-        await engine.dispose()
+async def active_selftest_keys(database: Database) -> int:
+    return await _sql(database, _ACTIVE_SELFTEST_KEYS) or 0
 
 
 @contextlib.asynccontextmanager
-async def role_without_usage_writes(settings: Settings) -> AsyncIterator[Settings]:
+async def role_without_usage_writes(
+    settings: Settings, database: Database
+) -> AsyncIterator[Settings]:
     """Settings whose DATABASE_URL logs in as a role that may do everything but write usage."""
     role = f"gk_nousage_{secrets.token_hex(4)}"
     await _sql(
-        settings,
+        database,
         f"CREATE ROLE {role} LOGIN",
         f"GRANT USAGE ON SCHEMA public TO {role}",
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
@@ -77,11 +72,11 @@ async def role_without_usage_writes(settings: Settings) -> AsyncIterator[Setting
             update={"database_url": url.render_as_string(hide_password=False)}
         )
     finally:
-        await _sql(settings, f"DROP OWNED BY {role}", f"DROP ROLE {role}")
+        await _sql(database, f"DROP OWNED BY {role}", f"DROP ROLE {role}")
 
 
 async def test_healthy_server_passes_background_checks_and_leaves_no_key(
-    stack_settings: Settings, tmp_path: Path
+    stack_settings: Settings, database: Database, tmp_path: Path
 ) -> None:
     log = tmp_path / "server.log"
     async with gatekey_serving(stack_settings, 2, log) as url:
@@ -104,16 +99,16 @@ async def test_healthy_server_passes_background_checks_and_leaves_no_key(
     not_judged = checks_of(unjudged)["server-log"]
     assert not_judged.result is Outcome.WARN
     assert "not judged" in str(not_judged.figures["judged"])
-    assert await active_selftest_keys(stack_settings) == 0
+    assert await active_selftest_keys(database) == 0
 
 
 async def test_a_flusher_that_cannot_write_is_no_go(
-    stack_settings: Settings, tmp_path: Path
+    stack_settings: Settings, database: Database, tmp_path: Path
 ) -> None:
     """Every flush fails (the role may not write api_key_usage); every request is still 200."""
     log = tmp_path / "server.log"
     async with (
-        role_without_usage_writes(stack_settings) as broken,
+        role_without_usage_writes(stack_settings, database) as broken,
         gatekey_serving(broken, 2, log) as url,
     ):
         only = frozenset({"usage-accounted", "server-log"})
@@ -169,7 +164,7 @@ async def test_a_feed_that_reads_nothing_is_no_go(stack_settings: Settings, tmp_
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
 async def test_a_stopped_run_revokes_the_keys_made_so_far(
-    stack_settings: Settings, tmp_path: Path, stop: signal.Signals
+    stack_settings: Settings, database: Database, tmp_path: Path, stop: signal.Signals
 ) -> None:
     async with gatekey_serving(stack_settings, 2, tmp_path / "server.log") as url:
         process = await asyncio.create_subprocess_exec(
@@ -180,7 +175,7 @@ async def test_a_stopped_run_revokes_the_keys_made_so_far(
         )  # fmt: skip
         try:
             deadline = time.monotonic() + 60
-            while await active_selftest_keys(stack_settings) < 3:
+            while await active_selftest_keys(database) < 3:
                 assert time.monotonic() < deadline, "the self-test made no keys in 60 s"
                 await asyncio.sleep(0.1)
             process.send_signal(stop)
@@ -191,4 +186,4 @@ async def test_a_stopped_run_revokes_the_keys_made_so_far(
                 await process.wait()
     assert process.returncode == 130, stderr
     assert "interrupted" in stderr.decode()
-    assert await active_selftest_keys(stack_settings) == 0
+    assert await active_selftest_keys(database) == 0

@@ -35,7 +35,7 @@ def flat_run(*, rss_slope_mb_per_s: float = 0.0, fd_step_every: int = 0) -> list
 
 
 def test_a_steady_deployment_passes_after_its_warm_up() -> None:
-    check = soak_check(flat_run(), STATS, duration_s=DURATION_S, started_s=0.0)
+    check = soak_check(flat_run(), STATS, duration_s=DURATION_S, started_s=0.0, pool_size=30)
     assert check.result is Outcome.PASS, check.figures
     assert check.figures["samples"] == 61
     assert abs(float(check.figures["rss_mb_per_10min"])) < 0.1
@@ -44,7 +44,7 @@ def test_a_steady_deployment_passes_after_its_warm_up() -> None:
 
 def test_rss_growing_2_mb_per_10_minutes_fails_naming_the_worker() -> None:
     samples = flat_run(rss_slope_mb_per_s=2.0 / 600)
-    check = soak_check(samples, STATS, duration_s=DURATION_S, started_s=0.0)
+    check = soak_check(samples, STATS, duration_s=DURATION_S, started_s=0.0, pool_size=30)
     assert check.result is Outcome.FAIL
     assert float(check.figures["rss_mb_per_10min"]) == pytest.approx(2.0, abs=0.05)
     assert check.figures["growing"] == "rss_mb@101 rss_mb@102"
@@ -52,10 +52,23 @@ def test_rss_growing_2_mb_per_10_minutes_fails_naming_the_worker() -> None:
 
 
 def test_one_descriptor_a_minute_is_a_climb() -> None:
-    check = soak_check(flat_run(fd_step_every=6), STATS, duration_s=DURATION_S, started_s=0.0)
+    check = soak_check(
+        flat_run(fd_step_every=6), STATS, duration_s=DURATION_S, started_s=0.0, pool_size=30
+    )
     assert check.result is Outcome.FAIL
     assert check.figures["growing"] == "open_fds@101 open_fds@102"
     assert check.fix == fixes.SOAK_FIXES["open_fds"]
+
+
+def test_connections_climbing_past_what_the_pools_keep_fail() -> None:
+    samples = [s for s in flat_run() if s.series != "pg_connections"]
+    samples += [SoakSample(10.0 * i, "pg_connections", DEPLOYMENT, 10 + i) for i in range(61)]
+    within = soak_check(samples, STATS, duration_s=DURATION_S, started_s=0.0, pool_size=40)
+    assert within.result is Outcome.PASS, within.figures  # 70 ≤ 2 workers × 40: the pools filling
+    beyond = soak_check(samples, STATS, duration_s=DURATION_S, started_s=0.0, pool_size=30)
+    assert beyond.result is Outcome.FAIL
+    assert beyond.figures["growing"] == "pg_connections@deployment"
+    assert beyond.fix == fixes.SESSION_CONTEXT
 
 
 def test_the_warm_up_is_not_judged() -> None:
@@ -68,7 +81,7 @@ def test_the_warm_up_is_not_judged() -> None:
 
 def test_without_memory_figures_the_soak_is_not_a_pass() -> None:
     samples = [s for s in flat_run() if s.series != "rss_mb"]
-    check = soak_check(samples, STATS, duration_s=DURATION_S, started_s=0.0)
+    check = soak_check(samples, STATS, duration_s=DURATION_S, started_s=0.0, pool_size=30)
     assert (check.result, check.fix) == (Outcome.WARN, fixes.SOAK_UNMEASURED)
     assert check.figures["rss_mb_per_10min"] == "not measured"
 

@@ -39,5 +39,5 @@ async def test_memory_kept_per_request_fails_the_soak(
     assert series == {"rss_mb", "open_fds", "pg_connections", "redis_clients"}
     assert len({sample.t_s for sample in report.soak}) >= 4
     page = render_html(report)
-    for title in ("resident memory per worker", "open file descriptors", "Redis clients"):
+    for title in ("resident memory", "open file descriptors", "PostgreSQL connections and Redis"):
         assert f"Soak: {title}" in page

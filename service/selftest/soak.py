@@ -51,7 +51,7 @@ def criterion(duration_s: float, pool_ceiling: int) -> str:
         f"least-squares slope ≤ {RSS_MB_PER_10_MIN:g} MB per 10 min; open fds per worker "
         f"and Redis clients rise by ≤ max({COUNT_GROWTH:g}, {COUNT_GROWTH_FRACTION:.0%}) over "
         f"the judged window (fitted line), PostgreSQL connections too once above the "
-        f"{pool_ceiling} the pools keep (workers × DATABASE_POOL_SIZE); errors < 0.1 %"
+        f"{pool_ceiling} the pools may open (workers × (pool + overflow)); errors < 0.1 %"
     )
 
 
@@ -65,8 +65,8 @@ class Growth:
     last: float  # the last sample
 
     def is_leak(self, pool_ceiling: int) -> bool:
-        """A pool opens connections lazily up to its size as load peaks come: PostgreSQL
-        connections climbing below what the pools keep are not a leak."""
+        """A pool opens connections lazily up to its size, and overflow ones as load peaks come:
+        PostgreSQL connections climbing below what the pools may open are not a leak."""
         if self.series == "rss_mb":
             return self.per_10_min > RSS_MB_PER_10_MIN
         if self.series == "pg_connections" and self.last <= pool_ceiling:
@@ -103,7 +103,8 @@ def soak_check(
     started_s: float,
     pool_size: int,
 ) -> CheckResult:
-    """NO-GO when any series keeps growing after the warm-up, or the load failed."""
+    """NO-GO when any series keeps growing after the warm-up, or the load failed.
+    `pool_size`: a worker's DATABASE_POOL_SIZE + DATABASE_POOL_MAX_OVERFLOW."""
     fitted = growths(samples, started_s + warmup_s(duration_s))
     workers = len({g.source for g in fitted if g.series == "rss_mb"}) or 1
     pool_ceiling = workers * pool_size
@@ -210,7 +211,7 @@ async def run_soak(
         stats,
         duration_s=duration_s,
         started_s=soak_started,
-        pool_size=ctx.settings.database_pool_size,
+        pool_size=ctx.settings.database_pool_size + ctx.settings.database_pool_max_overflow,
     )
     return check, samples
 

@@ -13,7 +13,7 @@ WITH_SERVICES := $(BIN)/python scripts/devservices.py run --
 # The targets share .venv and the services; `make test` stops at the first failure, in order.
 .NOTPARALLEL:
 .PHONY: help venv run test lint typecheck contracts unit integration pgbouncer test-faults test-cluster \
-	test-packaging test-matrix bench selftest docs clean
+	test-packaging test-matrix bench selftest soak docs clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -71,8 +71,11 @@ test-matrix: venv ## Unit suite + integration smoke on every Python 3.11-3.13 fo
 bench: venv ## wrk: gatekey at 1-5,000 and 100,000 cold keys vs bare FastAPI, bare ASGI, slowapi (ARGS="...")
 	$(WITH_SERVICES) $(BIN)/python scripts/bench.py $(ARGS)
 
-selftest: venv ## gatekey selftest: checklist, load steps, GO/NO-GO (ARGS="--quick" ...)
-	$(WITH_SERVICES) $(BIN)/gatekey selftest $(ARGS)
+selftest: venv ## gatekey selftest --suite: checklist, load steps, integration suite, GO/NO-GO (ARGS="--quick" ...)
+	$(WITH_SERVICES) $(BIN)/gatekey selftest --suite $(ARGS)
+
+soak: venv ## gatekey selftest --soak 10m: one load level for 10 minutes, nothing may keep growing (ARGS="...")
+	$(WITH_SERVICES) $(BIN)/gatekey selftest --only soak --soak 10m $(ARGS)
 
 docs: venv ## Rewrite docs/cli.md from the CLI itself (tests/unit/test_docs.py checks it is current)
 	$(BIN)/python scripts/cli_reference.py

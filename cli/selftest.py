@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.markup import escape
@@ -27,10 +29,26 @@ from service.selftest.report_html import write_html
 from service.selftest.report_json import read_baseline, write_json
 from service.selftest.report_table import RESULT_STYLE, check_table, figures_text, render
 from service.selftest.runner import Options, run_selftest, settings_failed_report
+from service.selftest.soak import SOAK_USERS
+from service.selftest.suite import require_checkout
 
 DEFAULT_DURATION = "20s"
 QUICK_DURATION = "10s"  # at most: a quick step but the last ends after MIN_STEP_REQUESTS requests
 EXIT_NO_GO = 1
+EXIT_INTERRUPTED = 130
+MIN_SOAK_S = 60  # a quarter is warm-up; the rest must hold a few 10 s samples
+T = TypeVar("T")
+
+
+async def until_terminated(work: Coroutine[Any, Any, T]) -> T:
+    """`work`, cancelled by SIGTERM as Ctrl-C cancels it, so its clean-up runs either way."""
+    task = asyncio.ensure_future(work)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await task
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 class ConsoleProgress:
@@ -70,13 +88,13 @@ def _users(text: str) -> tuple[int, ...]:
     return users
 
 
-def _seconds(text: str) -> float:
+def _seconds(text: str, *, option: str = "--duration", at_least: int = 1) -> float:
     try:
         seconds = parse_duration(text).total_seconds()
     except InvalidInput as exc:
         fail(exc.message, EXIT_USAGE)
-    if seconds < 1:
-        fail("--duration must be at least 1s", EXIT_USAGE)
+    if seconds < at_least:
+        fail(f"{option} must be at least {at_least}s", EXIT_USAGE)
     return seconds
 
 
@@ -115,6 +133,25 @@ def selftest(
     rps_floor: Annotated[
         float, typer.Option(min=0, help="Lowest req/s a load step may serve.")
     ] = RPS_FLOOR,
+    server_log: Annotated[
+        list[Path] | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="With --url: a log of the deployment to scan for unhandled exceptions "
+            "(repeatable); what is written to it during the run is judged.",
+        ),
+    ] = None,
+    soak: Annotated[
+        str | None,
+        typer.Option(
+            help=f"After the load steps, hold {SOAK_USERS} users this long (e.g. 30m) and "
+            "fail on any resource that keeps growing."
+        ),
+    ] = None,
+    suite: Annotated[
+        bool, typer.Option("--suite", help="Also run the integration suite (from a checkout).")
+    ] = False,
 ) -> None:
     """Run the integration checklist and load steps; exit 0 GO, 1 NO-GO, 2 could not run."""
     try:
@@ -131,14 +168,23 @@ def selftest(
             workers=workers,
             baseline=tuple(read_baseline(baseline)) if baseline else (),
             only=frozenset(name.strip() for name in only.split(",")) if only else None,
+            server_logs=tuple(server_log or ()),
+            soak_s=_seconds(soak, option="--soak", at_least=MIN_SOAK_S) if soak else None,
+            suite=suite,
         )
+        if suite:
+            require_checkout()
         if isinstance(settings, SettingsError):
             report = settings_failed_report(str(settings), options)
         else:
             with console.status("selftest: starting") as status:
-                report = asyncio.run(run_selftest(settings, options, ConsoleProgress(status)))
+                report = asyncio.run(
+                    until_terminated(run_selftest(settings, options, ConsoleProgress(status)))
+                )
     except SelftestAborted as exc:
         fail(f"selftest could not run: {exc}", EXIT_USAGE)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        fail("selftest interrupted; the keys it made are revoked", EXIT_INTERRUPTED)
     console.print(render(report))
     if json_file:
         write_json(report, json_file)

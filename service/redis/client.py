@@ -27,6 +27,12 @@ CLUSTER_RETRIES = 1
 RedisClient = Redis | RedisCluster
 
 
+def client_name(settings: Settings) -> str:
+    """What a gatekey process calls itself in Redis's `CLIENT LIST`: one name per namespace, so
+    a deployment's connections can be counted on a Redis that others share."""
+    return f"gatekey-{settings.redis_namespace}"
+
+
 class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
     """Sentinel's master discovery on a pool that waits (up to its timeout) for a free
     connection, as the single-server pool does, rather than failing at once when all are busy."""
@@ -48,7 +54,12 @@ def create_redis(settings: Settings, *, timeout: float | None = None) -> RedisCl
     """
     seconds = settings.redis_timeout if timeout is None else timeout
     target = parse_redis_url(settings.redis_url)
-    timeouts: dict[str, Any] = {"socket_timeout": seconds, "socket_connect_timeout": seconds}
+    # Every connection (to a server, a Cluster node or a sentinel) gets these.
+    timeouts: dict[str, Any] = {
+        "socket_timeout": seconds,
+        "socket_connect_timeout": seconds,
+        "client_name": client_name(settings),
+    }
     if target.shape is RedisShape.CLUSTER:
         return _cluster(target, timeouts)
     if target.shape is RedisShape.SENTINEL:

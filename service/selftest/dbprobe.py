@@ -21,6 +21,14 @@ FROM pg_stat_activity
 WHERE application_name = :name AND datname = current_database()
 """)
 
+_USAGE_TOTAL_SQL = text("SELECT sum(count) FROM api_key_usage WHERE key_id = CAST(:key_id AS uuid)")
+_REVOKE_SQL = text("UPDATE api_keys SET revoked_at = now() WHERE id = CAST(:key_id AS uuid)")
+_REVOKE_RUN_SQL = text("""
+UPDATE api_keys SET revoked_at = now()
+WHERE name LIKE :pattern AND 'selftest' = ANY(scopes)
+  AND (revoked_at IS NULL OR revoked_at > now())
+""")
+
 
 def with_database(database_url: str, database: str) -> str:
     return make_url(database_url).set(database=database).render_as_string(hide_password=False)
@@ -47,6 +55,20 @@ class DatabaseProbe:
                 yield cls(connection)
         finally:
             await engine.dispose()
+
+    async def usage_total(self, key_id: str) -> int:
+        """The admitted requests of a key that reached `api_key_usage`, all minutes."""
+        total = await self._connection.scalar(_USAGE_TOTAL_SQL, {"key_id": key_id})
+        return int(total or 0)
+
+    async def revoke(self, key_id: str) -> None:
+        """Revoke a key by hand in SQL, as an operator might: no announcement, only the feed."""
+        await self._connection.execute(_REVOKE_SQL, {"key_id": key_id})
+
+    async def revoke_run_keys(self, name_prefix: str) -> int:
+        """Revoke every still active self-test key whose name starts with `name_prefix`."""
+        result = await self._connection.execute(_REVOKE_RUN_SQL, {"pattern": f"{name_prefix}%"})
+        return int(getattr(result, "rowcount", 0))
 
     async def server_version(self) -> str:
         return str(await self._connection.scalar(text("SHOW server_version")))

@@ -63,3 +63,48 @@ NO_SERVICE_CONNECTIONS = (
 )
 UNEXPECTED = "the deployment answered something the contract does not allow: see the error"
 METRICS_MISSING = "expose every metric gatekey documents from the service's registry"
+UNHANDLED_EXCEPTION = (
+    "an exception escaped its handler (the client may still have seen 200): read the server log "
+    "at its first traceback and handle or fix the error where it is raised"
+)
+ERROR_RECORDS = "the server logged ERROR records: read them in the server log"
+SERVER_LOG_MISSING = (
+    "give the deployment's log with --server-log FILE (repeatable), or let the self-test start "
+    "the server, so unhandled exceptions are judged"
+)
+USAGE_ACCOUNTING = (
+    "usage accounting is broken: admitted requests do not reach PostgreSQL's api_key_usage; read "
+    "the server log for `usage_flush_failed` (the flusher's database role needs INSERT and "
+    "UPDATE on api_key_usage) and check USAGE_FLUSH_INTERVAL"
+)
+KEY_FEED = (
+    "a key changed in the database is not refused in time: the workers' key-change feed "
+    "(one query every 0.5 s) is not running or cannot read api_keys; read the server log"
+)
+BREAKER = (
+    "the Redis circuit breaker is open or decisions fall back: check that every worker reaches "
+    "REDIS_URL within REDIS_TIMEOUT; a breaker that never closes means its probe stopped"
+)
+SUITE_FAILED = (
+    "integration tests fail: run `pytest` on each failing test id from the checkout and fix "
+    "what it reports"
+)
+SUITE_DID_NOT_RUN = (
+    "the integration suite did not run: read its output (`pytest tests/integration`), usually "
+    "PostgreSQL or Redis not answering at DATABASE_URL / REDIS_URL, or missing dev requirements"
+)
+SOAK_FIXES = {
+    "rss_mb": MEMORY_LEAK,
+    "open_fds": (
+        "a worker's open file descriptors keep growing: look for files, sockets or clients "
+        "opened per request or per background cycle and never closed"
+    ),
+    "pg_connections": SESSION_CONTEXT,
+    "redis_clients": (
+        "Redis connections keep growing: open Redis clients only through create_redis() at "
+        "start-up and close them at shutdown, never per request"
+    ),
+}
+SOAK_UNMEASURED = (
+    "the soak could not read the workers' memory from /metrics: serve through `gatekey serve`"
+)

@@ -32,25 +32,18 @@ class GatekeyCli:
         except ProcessFailed as exc:  # not installed, or hung
             raise SelftestAborted(str(exc)) from None
 
-    async def create_key(self, name: str, *, rate_limit: str) -> CreatedKey:
+    async def create_keys(self, name: str, *, rate_limit: str, count: int) -> list[CreatedKey]:
+        """`count` keys called `name` from one `gatekey keys create --count` (one CLI start: each
+        costs a second or more, many more on a busy host)."""
         # An expiry bounds what a self-test run that never finished leaves in a real database.
         result = await self.run(
-            "keys",
-            "create",
-            "--name",
-            name,
-            "--scopes",
-            "selftest",
-            "--rate-limit",
-            rate_limit,
-            "--expires-in",
-            "1h",
-            "--json",
-        )
+            "keys", "create", "--name", name, "--scopes", "selftest", "--rate-limit", rate_limit,
+            "--expires-in", "1h", "--count", str(count), "--json",
+        )  # fmt: skip
         if result.returncode != 0:
             raise SelftestAborted(f"`gatekey keys create` failed: {result.last_error_line}")
-        data = json.loads(result.stdout)
-        return CreatedKey(id=str(data["id"]), key=str(data["key"]))
+        rows = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+        return [CreatedKey(id=str(row["id"]), key=str(row["key"])) for row in rows]
 
     async def revoke_key(self, key_id: str) -> None:
         result = await self.run("keys", "revoke", key_id)

@@ -3,29 +3,19 @@ reflects a deployment with many customers (each request a different key, as at s
 
 from __future__ import annotations
 
-import json
-import secrets
 from pathlib import Path
 
 from service.selftest.context import UNLIMITED
 from service.selftest.gatekey_cli import GatekeyCli
-from service.selftest.model import SelftestAborted
 
 # At the few thousand requests a second of a step, each key comes back about once a second: the
 # load spreads over many keys' cache entries, limiter state and usage counters, as a real one does.
 LOAD_KEYS = 1000
 
 
-async def mint_load_keys(cli: GatekeyCli, count: int, workdir: Path) -> Path:
-    """`count` keys from one `gatekey keys create --count`, written one a line for Locust."""
-    # An expiry bounds what a self-test run that never finished leaves in a real database.
-    result = await cli.run(
-        "keys", "create", "--name", f"selftest-{secrets.token_hex(3)}-load-rotation",
-        "--scopes", "selftest", "--rate-limit", UNLIMITED, "--expires-in", "1h",
-        "--count", str(count), "--json",
-    )  # fmt: skip
-    if result.returncode != 0:
-        raise SelftestAborted(f"`gatekey keys create --count` failed: {result.last_error_line}")
+async def mint_load_keys(cli: GatekeyCli, count: int, workdir: Path, *, name: str) -> Path:
+    """`count` keys called `name`, made in one CLI run, written one a line for Locust."""
+    keys = await cli.create_keys(name, rate_limit=UNLIMITED, count=count)
     path = workdir / "load-keys.txt"
-    path.write_text("".join(json.loads(line)["key"] + "\n" for line in result.stdout.splitlines()))
+    path.write_text("".join(f"{created.key}\n" for created in keys))
     return path

@@ -47,7 +47,9 @@ async def run_load_steps(
     ctx: Context, plan: LoadPlan, workdir: Path, *, started: float, progress: Callable[[str], None]
 ) -> list[LoadRun]:
     progress(f"load: minting {plan.keys:,} keys")
-    keys_file = await mint_load_keys(ctx.cli, plan.keys, workdir)
+    keys_file = await mint_load_keys(
+        ctx.cli, plan.keys, workdir, name=ctx.keys.name_for("load-rotation")
+    )
     sampler = Sampler(ctx.deployment.scrape, ctx.probe.activity, started_at=started)
     runs = []
     for index, users in enumerate(plan.users):

@@ -98,6 +98,17 @@ class MemorySample:
 
 
 @dataclass(frozen=True, slots=True)
+class SoakSample:
+    """One value of a soak series at `t_s` seconds into the run: `series` is `rss_mb`,
+    `open_fds` (per worker: `source` is its pid), `pg_connections` or `redis_clients`."""
+
+    t_s: float
+    series: str
+    source: str
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
 class Report:
     verdict: Verdict
     started_at: datetime
@@ -106,3 +117,4 @@ class Report:
     checks: list[CheckResult]
     load: list[LoadStep] = field(default_factory=list)
     memory: list[MemorySample] = field(default_factory=list)
+    soak: list[SoakSample] = field(default_factory=list)

@@ -1,11 +1,11 @@
-"""The `--html` report: one self-contained page with the check table and two inline SVG charts."""
+"""The `--html` report: one self-contained page with the check table and inline SVG charts."""
 
 from __future__ import annotations
 
 from html import escape
 from pathlib import Path
 
-from service.selftest.model import MemorySample, Report, Verdict
+from service.selftest.model import MemorySample, Report, SoakSample, Verdict
 from service.selftest.report_table import LOAD_COLUMNS, LOAD_TITLE, figures_text, load_cells
 from service.selftest.svg import Series, line_chart
 
@@ -37,6 +37,29 @@ def memory_chart(samples: list[MemorySample]) -> str:
     return line_chart("Resident memory per worker", "seconds into the run", "MB", series)
 
 
+_SOAK_CHARTS = (
+    ("Soak: resident memory per worker", "MB", ("rss_mb",)),
+    ("Soak: open file descriptors per worker", "fds", ("open_fds",)),
+    ("Soak: PostgreSQL connections and Redis clients", "connections",
+     ("pg_connections", "redis_clients")),
+)  # fmt: skip
+
+
+def soak_charts(samples: list[SoakSample]) -> str:
+    """One chart per kind of series the soak sampled, a line per worker or per deployment."""
+    charts = []
+    for title, unit, kinds in _SOAK_CHARTS:
+        lines: dict[str, list[tuple[float, float]]] = {}
+        for sample in samples:
+            if sample.series in kinds:
+                name = sample.series if len(kinds) > 1 else f"pid {sample.source}"
+                lines.setdefault(name, []).append((sample.t_s, sample.value))
+        if lines:
+            series = [Series(name, points) for name, points in sorted(lines.items())]
+            charts.append(line_chart(title, "seconds into the run", unit, series))
+    return "".join(charts)
+
+
 def _check_rows(report: Report) -> str:
     rows = []
     for check in report.checks:
@@ -63,8 +86,10 @@ def _load_table(report: Report) -> str:
 
 def render_html(report: Report) -> str:
     verdict_class = "GO" if report.verdict is Verdict.GO else "NO-GO"
-    charts = (latency_chart(report) if report.load else "") + (
-        memory_chart(report.memory) if report.memory else ""
+    charts = (
+        (latency_chart(report) if report.load else "")
+        + (memory_chart(report.memory) if report.memory else "")
+        + soak_charts(report.soak)
     )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>gatekey selftest: {report.verdict.value}</title>

@@ -31,6 +31,7 @@ def report_dict(report: Report) -> dict[str, Any]:
             for check in report.checks
         ],
         "load": [asdict(step) for step in report.load],
+        "soak": [asdict(sample) for sample in report.soak],
     }
 
 

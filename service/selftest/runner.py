@@ -15,7 +15,13 @@ import httpx
 from sqlalchemy import exc as sa_exc
 
 from service.config import Settings
-from service.selftest import checks_fullstack, checks_pairs, checks_parts, fixes
+from service.selftest import (
+    checks_background,
+    checks_fullstack,
+    checks_pairs,
+    checks_parts,
+    fixes,
+)
 from service.selftest.context import Context, KeyShelf
 from service.selftest.dbprobe import DatabaseProbe
 from service.selftest.gatekey_cli import GatekeyCli
@@ -26,6 +32,7 @@ from service.selftest.load_runs import (
     memory_samples,
     run_load_steps,
 )
+from service.selftest.logscan import LogWatch, server_log_check
 from service.selftest.model import (
     CheckResult,
     LoadStep,
@@ -34,6 +41,7 @@ from service.selftest.model import (
     Phase,
     Report,
     SelftestAborted,
+    SoakSample,
     one_line,
 )
 from service.selftest.preflight import (
@@ -43,7 +51,9 @@ from service.selftest.preflight import (
     preflight_checks,
     settings_check,
 )
-from service.selftest.target import Deployment, own_server
+from service.selftest.soak import SOAK_CHECK, run_soak
+from service.selftest.suite import SUITE_CHECK, integration_suite
+from service.selftest.target import SERVER_LOG, Deployment, own_server
 from service.selftest.verdict import decide
 from service.workers.sizing import read_connection_budget
 
@@ -67,8 +77,14 @@ PROBE_CHECKS = {
     "exact-limit": ProbeCheck(Phase.PAIRS, checks_pairs.exact_limit, ("exact",)),
     "migration-chain": ProbeCheck(Phase.FULL_STACK, checks_fullstack.migration_chain),
     "metric-accuracy": ProbeCheck(Phase.FULL_STACK, checks_fullstack.metric_accuracy, ("load",)),
+    "usage-accounted": ProbeCheck(Phase.FULL_STACK, checks_background.usage_accounted, ("usage",)),
+    "key-feed": ProbeCheck(Phase.FULL_STACK, checks_background.key_feed, ("feed",)),
+    "breaker-closed": ProbeCheck(Phase.FULL_STACK, checks_background.breaker_closed, ("load",)),
 }
-ALL_CHECKS = (*PREFLIGHT_CHECKS, *PROBE_CHECKS, *LOAD_CHECKS)
+# Judged when the run ends, from everything the server wrote meanwhile.
+LOG_CHECK = "server-log"
+# Run only when asked for (`--soak DURATION`, `--suite`): they take minutes.
+ALL_CHECKS = (*PREFLIGHT_CHECKS, *PROBE_CHECKS, *LOAD_CHECKS, LOG_CHECK, SOAK_CHECK, SUITE_CHECK)
 # What a misbehaving deployment makes a check meet: recorded as that check failing, not a crash.
 DEPLOYMENT_ERRORS = (httpx.HTTPError, sa_exc.SQLAlchemyError, OSError, ValueError, KeyError)
 DEFAULT_LOAD = LoadPlan(users=(10, 50, 100), duration_s=20.0)
@@ -89,6 +105,9 @@ class Options:
     workers: int | None = None
     baseline: tuple[LoadStep, ...] = ()
     only: frozenset[str] | None = None
+    server_logs: tuple[Path, ...] = ()  # with `url`: the deployment's logs to scan
+    soak_s: float | None = None  # hold one load level this long after the load steps
+    suite: bool = False  # run the integration suite from the checkout
 
     def chosen(self) -> frozenset[str]:
         if self.only is None:
@@ -178,6 +197,7 @@ class _Run:
         self.results: list[CheckResult] = []
         self.steps: list[LoadStep] = []
         self.memory: list[MemorySample] = []
+        self.soak_samples: list[SoakSample] = []
         self.started = time.monotonic()
 
     def record(self, result: CheckResult) -> None:
@@ -189,8 +209,16 @@ class _Run:
         return bool(self.chosen & set(LOAD_CHECKS)) or bool(self.options.baseline)
 
     @property
+    def needs_soak(self) -> bool:
+        return self.options.soak_s is not None and SOAK_CHECK in self.chosen
+
+    @property
+    def needs_suite(self) -> bool:
+        return self.options.suite and SUITE_CHECK in self.chosen
+
+    @property
     def needs_target(self) -> bool:
-        return bool(self.chosen & set(PROBE_CHECKS)) or self.needs_load
+        return bool(self.chosen & {*PROBE_CHECKS, LOG_CHECK}) or self.needs_load or self.needs_soak
 
     def key_purposes(self) -> set[str]:
         probes = [PROBE_CHECKS[name] for name in self.chosen & set(PROBE_CHECKS)]
@@ -205,6 +233,27 @@ class _Run:
                 settings, workers=workers.count, workers_source=workers.source, only=self.chosen
             ):
                 self.record(result)
+
+    async def against_target(
+        self, stack: AsyncExitStack, cli: GatekeyCli, keys: KeyShelf, workers: WorkerCount
+    ) -> str:
+        """The checks that talk to the deployment, in order; its URL."""
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gatekey-st-")))
+        if LOG_CHECK in self.chosen:
+            watch = _log_watch(self.options, workdir)
+            # Pushed before the server starts, so called after it stopped: its last words count.
+            stack.callback(
+                lambda: self.record(server_log_check(watch.findings() if watch else None))
+            )
+        url = self.options.url
+        self.progress.status("starting a server" if url is None else f"reaching {url}")
+        ctx = await _open_context(stack, cli, keys, self.options, workers, workdir)
+        await self.probes(ctx)
+        if self.needs_load:
+            await self.load(ctx, workdir)
+        if self.needs_soak:
+            await self.soak(ctx, workdir)
+        return ctx.deployment.url
 
     async def probes(self, ctx: Context) -> None:
         for name, probe in PROBE_CHECKS.items():
@@ -229,6 +278,28 @@ class _Run:
         for result in judged:
             self.record(result)
 
+    async def soak(self, ctx: Context, workdir: Path) -> None:
+        assert self.options.soak_s is not None
+        try:
+            result, self.soak_samples = await run_soak(
+                ctx, self.options.soak_s, workdir, started=self.started,
+                progress=self.progress.status,
+            )  # fmt: skip
+        except DEPLOYMENT_ERRORS as exc:
+            result = did_not_complete(Phase.LOAD, SOAK_CHECK, exc)
+        self.record(result)
+
+    async def suite(self, cli: GatekeyCli) -> None:
+        with tempfile.TemporaryDirectory(prefix="gatekey-suite-") as workdir:
+            self.record(await integration_suite(cli, Path(workdir), self.progress.status))
+
+
+def _log_watch(options: Options, workdir: Path) -> LogWatch | None:
+    """The logs the run is judged by: our own server's output, else the ones named (if any)."""
+    if options.url is None:
+        return LogWatch([workdir / SERVER_LOG])
+    return LogWatch(list(options.server_logs)) if options.server_logs else None
+
 
 async def _migrate(cli: GatekeyCli) -> None:
     result = await cli.run("db", "upgrade")
@@ -252,16 +323,21 @@ async def run_selftest(settings: Settings, options: Options, progress: Progress)
         workers = await _deployment_workers(settings, options)
         await run.preflight(settings, workers)
         if run.needs_target:
-            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gatekey-st-")))
-            progress.status("starting a server" if options.url is None else f"reaching {target}")
-            ctx = await _open_context(stack, cli, keys, options, workers, workdir)
-            target = ctx.deployment.url
-            await run.probes(ctx)
-            if run.needs_load:
-                await run.load(ctx, workdir)
+            target = await run.against_target(stack, cli, keys, workers)
+    if run.needs_suite:
+        await run.suite(cli)
     checks = sorted(run.results, key=lambda result: _PHASES.index(result.phase))
     duration_s = time.monotonic() - run.started
-    return Report(decide(checks), started_at, duration_s, target, checks, run.steps, run.memory)
+    return Report(
+        decide(checks),
+        started_at,
+        duration_s,
+        target,
+        checks,
+        run.steps,
+        run.memory,
+        run.soak_samples,
+    )
 
 
 def settings_failed_report(error: str, options: Options) -> Report:

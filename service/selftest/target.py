@@ -21,6 +21,8 @@ from service.selftest.model import SelftestAborted
 from service.selftest.prom import Scrape, parse_scrape
 from service.selftest.sampling import RSS
 
+SERVER_LOG = "server.log"  # our own server's output, in the run's working directory
+
 
 class Deployment:
     """A running gatekey reached over HTTP."""
@@ -88,7 +90,7 @@ async def own_server(
         serve_command(port, workers=workers),
         env=cli.env(),
         port=port,
-        log=workdir / "server.log",
+        log=workdir / SERVER_LOG,
         client=client,
     ) as deployment:
         yield deployment

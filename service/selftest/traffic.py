@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,3 +88,20 @@ async def hammer(
 
         await asyncio.gather(*(loop() for _ in range(concurrency)))
     return replies
+
+
+async def hammer_across(
+    base_url: str, call: Call, action: Callable[[], Awaitable[object]], *, observe_s: float
+) -> tuple[list[Reply], float]:
+    """Send `call` back to back from 8 tasks while `action` runs and `observe_s` after it ends;
+    the replies and when (monotonic) the action ended."""
+    stop = asyncio.Event()
+    traffic = asyncio.create_task(hammer(base_url, lambda: call, concurrency=8, stop=stop))
+    try:
+        await action()
+        acted_at = time.monotonic()
+        await asyncio.sleep(observe_s)
+    finally:
+        stop.set()
+        replies = await traffic
+    return replies, acted_at

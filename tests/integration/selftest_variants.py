@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service import resources
 from service.keys.verifier import KeyVerifier
@@ -123,3 +124,36 @@ def failing_route_app() -> FastAPI:
 
     app.add_api_route(FAULT_PATH, fault, methods=["GET"])
     return app
+
+
+RAISE_EVERY = 20  # one request in 20 raises after its answer went out
+
+
+def raising_app() -> ASGIApp:
+    """Raises after the answer to every 20th API request was sent: the client sees 200, only the
+    server's log (uvicorn's "Exception in ASGI application") tells."""
+    app = create_worker_app()
+    seen = [0]
+
+    async def raise_afterwards(scope: Scope, receive: Receive, send: Send) -> None:
+        await app(scope, receive, send)
+        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+            seen[0] += 1
+            if seen[0] % RAISE_EVERY == 0:
+                raise RuntimeError("raised after the response")
+
+    return raise_afterwards
+
+
+def deaf_feed_app() -> FastAPI:
+    """A key-change feed that polls on time but reads nothing: it looks fresh, so every worker
+    keeps a key it cached for KEY_CACHE_MAX_AGE however the key changes in the database."""
+    from datetime import datetime
+
+    from service.keys.feed import KeyChangeFeed
+
+    async def read_nothing(self: KeyChangeFeed, since: datetime | None) -> datetime:
+        return since or datetime.now().astimezone()
+
+    KeyChangeFeed._poll = read_nothing  # type: ignore[method-assign]
+    return create_worker_app()

@@ -19,8 +19,9 @@ from service.selftest.dbprobe import with_database
 from tests.integration.selftest_support import gatekey_serving, stack_settings_for
 
 EXIT_GO, EXIT_NO_GO, EXIT_COULD_NOT_RUN = 0, 1, 2
-# Every check of a full run, less the degradation check that needs a baseline.
-EXPECTED_CHECKS = 7 + 10 + 6 + 2
+# Every check of a full run (pre-flight, probes, load checks, two steps, the server log), less
+# the degradation check that needs a baseline, the soak and the suite.
+EXPECTED_CHECKS = 7 + 13 + 6 + 2 + 1
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +29,14 @@ def stack_settings(settings: Settings) -> Settings:
     return stack_settings_for(settings)
 
 
-def gatekey(settings: Settings, *args: str, timeout: float = 170, **env: str) -> CliResult:
+def gatekey(settings: Settings, *args: str, timeout: float = 240, **env: str) -> CliResult:
     return run_cli(*args, env=cli_env(settings, COLUMNS="160", **env), timeout_s=timeout)
 
 
 async def test_a_live_multi_worker_server_is_go(stack_settings: Settings, tmp_path: Path) -> None:
     json_file, html_file = tmp_path / "report.json", tmp_path / "report.html"
-    async with gatekey_serving(stack_settings, 2, tmp_path / "server.log") as url:
+    log = tmp_path / "server.log"
+    async with gatekey_serving(stack_settings, 2, log) as url:
         result = await asyncio.to_thread(
             gatekey,
             stack_settings,
@@ -55,6 +57,8 @@ async def test_a_live_multi_worker_server_is_go(stack_settings: Settings, tmp_pa
             str(json_file),
             "--html",
             str(html_file),
+            "--server-log",
+            str(log),
         )
     report = json.loads(json_file.read_text())
     failed = {c["name"]: c["figures"] for c in report["checks"] if c["result"] == "fail"}
@@ -62,7 +66,8 @@ async def test_a_live_multi_worker_server_is_go(stack_settings: Settings, tmp_pa
     assert (result.returncode, report["verdict"], report["target"]) == (EXIT_GO, "GO", url)
     assert len(report["checks"]) == EXPECTED_CHECKS
     assert [step["users"] for step in report["load"]] == [10, 50]
-    assert "GO  25 checks" in result.stdout
+    assert "GO  29 checks" in result.stdout
+    assert {c["name"]: c["result"] for c in report["checks"]}["server-log"] == "pass"
     assert html_file.read_text().count("<svg") == 2
 
 
@@ -73,6 +78,8 @@ async def test_a_live_multi_worker_server_is_go(stack_settings: Settings, tmp_pa
         (["--duration", "20 seconds"], "invalid duration '20 seconds'"),
         (["--only", "exact-limit,nonsense"], "unknown check nonsense"),
         (["--workers", "0"], "Invalid value for '--workers'"),
+        (["--soak", "30s"], "--soak must be at least 60s"),
+        (["--server-log", "/nonexistent/gatekey.log"], "does not exist"),
     ],
 )
 def test_what_cannot_run_exits_2_with_one_line(

@@ -59,7 +59,7 @@ REPORT = Report(
 
 def test_json_report_has_the_stable_keys() -> None:
     data = report_dict(REPORT)
-    assert list(data) == ["verdict", "started_at", "duration_s", "target", "checks", "load"]
+    assert list(data) == ["verdict", "started_at", "duration_s", "target", "checks", "load", "soak"]
     assert (data["verdict"], data["started_at"], data["duration_s"]) == (
         "NO-GO",
         "2025-01-02T03:04:05+00:00",

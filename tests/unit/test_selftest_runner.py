@@ -22,7 +22,7 @@ class Recorder:
 
 
 def test_every_check_has_a_distinct_name() -> None:
-    assert len(ALL_CHECKS) == len(set(ALL_CHECKS)) == 24
+    assert len(ALL_CHECKS) == len(set(ALL_CHECKS)) == 30
     assert Options().chosen() == frozenset(ALL_CHECKS)
 
 

@@ -23,10 +23,6 @@ SMOKE = (
     "tests/integration/test_ratelimit_redis.py",
     "tests/integration/test_keys_api.py",
     "tests/integration/test_cli.py",
-    # Its fixture starts 13 CLI processes at once: on a shared 2-core machine some need over the
-    # harness's 60 s, which says nothing about the interpreter; the full suite keeps it.
-    "--deselect",
-    "tests/integration/test_cli.py::test_bad_input_is_one_line_and_an_exit_code",
 )
 INPUTS = ("requirements-runtime.txt", "requirements-test.txt", "requirements.txt", "pyproject.toml")
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import weakref
 
-from service.workers.heap import freeze_long_lived
+from service.workers.heap import HeapKeeper, freeze_long_lived
 
 
 async def test_objects_that_survive_are_frozen_and_the_job_stops_when_asked() -> None:
@@ -23,4 +24,27 @@ async def test_objects_that_survive_are_frozen_and_the_job_stops_when_asked() ->
     finally:
         stop.set()
         await asyncio.wait_for(job, timeout=5)
+        gc.unfreeze()
+
+
+class _Cycle:
+    """A tracked object in a reference cycle: only the cyclic collector frees it."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_a_cycle_frozen_in_flight_is_freed_by_the_next_full_collection() -> None:
+    gc.unfreeze()
+    keeper = HeapKeeper(full_every=3)
+    try:
+        in_flight = _Cycle()
+        alive = weakref.ref(in_flight)
+        keeper.step()  # frozen while "in flight"
+        del in_flight  # the request ends: its cycle is garbage now
+        keeper.step()
+        assert alive() is not None  # frozen garbage: the young collections never see it
+        keeper.step()  # the third step thaws and collects in full
+        assert alive() is None
+    finally:
         gc.unfreeze()

@@ -17,7 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 import requests
 import schemathesis
-from hypothesis import HealthCheck
+from hypothesis import HealthCheck, Phase
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Err
@@ -195,6 +195,9 @@ def test_fuzzed_requests_get_an_answer_never_a_server_error(
         deadline=None,
         # Generation speed on loaded CI cores is not what this test is about.
         suppress_health_check=[HealthCheck.too_slow],
+        # No shrinking: a failure already names its request (curl in the message), and shrinking
+        # a large generated body can take longer than the whole suite.
+        phases=[Phase.explicit, Phase.reuse, Phase.generate],
     )
     @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
     def fuzz(case: Case) -> None:

@@ -65,8 +65,8 @@ test-cluster: venv ## Redis Cluster and Sentinel started by the tests: limits, u
 test-packaging: venv ## Slow: the wheel and the checklist's install flow, each in a fresh venv
 	$(WITH_SERVICES) $(BIN)/pytest tests/packaging -q -m packaging
 
-test-matrix: venv ## Unit suite + integration smoke on every Python 3.11-3.13 found (.venv-3.X)
-	$(WITH_SERVICES) $(BIN)/python scripts/matrix.py
+test-matrix: venv ## Unit suite + integration smoke on every Python 3.11-3.13 found (.venv-3.X; ARGS="--versions 3.12")
+	$(WITH_SERVICES) $(BIN)/python scripts/matrix.py $(ARGS)
 
 bench: venv ## wrk: gatekey at 1-5,000 and 100,000 cold keys vs bare FastAPI, bare ASGI, slowapi (ARGS="...")
 	$(WITH_SERVICES) $(BIN)/python scripts/bench.py $(ARGS)

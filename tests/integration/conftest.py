@@ -88,6 +88,9 @@ def settings(request: pytest.FixtureRequest) -> Iterator[Settings]:
             # A namespace of the run's own: runs sharing a Redis (CI beside a developer) never
             # see each other's dirty usage, flush markers or directory entries.
             redis_namespace=f"gktest-{run_id}",
+            # Every test client is 127.0.0.1: the per-address budget of failed verifications is
+            # tested where it is the subject (test_hostile_inputs.py), never spent elsewhere.
+            failed_verification_limit="1000000/minute",
             database_pool_size=10,
             database_pool_max_overflow=5,
         )

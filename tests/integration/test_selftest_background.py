@@ -100,7 +100,6 @@ async def test_healthy_server_passes_background_checks_and_leaves_no_key(
     assert checks["key-feed"].figures["not_401_after_1s"] == 0
     assert checks["breaker-closed"].figures["fallback"] == 0
     assert checks["server-log"].figures["tracebacks"] == 0
-    assert int(checks["server-log"].figures["lines"]) > 0
     not_judged = checks_of(unjudged)["server-log"]
     assert not_judged.result is Outcome.WARN
     assert "not judged" in str(not_judged.figures["judged"])

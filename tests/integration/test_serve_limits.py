@@ -66,7 +66,9 @@ async def test_a_burst_over_two_workers_admits_exactly_the_limit(
     assert_exact_burst(outcomes, 100, HOUR)
     served = since(before, server.counts_by_pid(REQUESTS, route=WHOAMI))
     assert sum(served.values()) == 1000
-    assert {pid for pid, count in served.items() if count > 0} == server.worker_pids()
+    # Which worker accepts a connection is the kernel's choice (on a quiet host one worker's
+    # accept loop may take all 100): limits exact across processes that certainly both serve
+    # are the next test's, two instances.
 
 
 async def test_two_instances_sharing_redis_admit_exactly_the_limit_in_total(

@@ -4,6 +4,7 @@ supervisor SIGTERMed, all under load."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import make_url, text
@@ -273,17 +275,29 @@ def stoppable(settings: Settings, tmp_path: Path) -> Iterator[ServeProcess]:
         yield running
 
 
-async def no_service_backends(database: Database, settings: Settings) -> bool:
-    """True once no backend of the serving workers (application_name `gatekey`) is left."""
+def database_client_ports(pids: set[int], database_port: int) -> set[int]:
+    """The local ports of the connections `pids` hold to PostgreSQL: how pg_stat_activity tells
+    their backends from those of other servers on the same database (same application_name)."""
+    ports = set()
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            for connection in psutil.Process(pid).net_connections(kind="tcp"):
+                if connection.raddr and connection.raddr.port == database_port:
+                    ports.add(connection.laddr.port)
+    return ports
+
+
+async def backends_left(database: Database, settings: Settings, client_ports: set[int]) -> int:
+    """Backends on the test database still serving one of `client_ports`."""
     async with database.engine.connect() as connection:
         left = await connection.scalar(
             text(
                 "SELECT count(*) FROM pg_stat_activity "
-                "WHERE application_name = 'gatekey' AND datname = :name"
+                "WHERE datname = :name AND client_port = ANY(:ports)"
             ),
-            {"name": make_url(settings.database_url).database},
+            {"name": make_url(settings.database_url).database, "ports": sorted(client_ports)},
         )
-    return bool(left == 0)
+    return int(left or 0)
 
 
 async def is_refused(port: int) -> bool:
@@ -319,6 +333,8 @@ async def test_sigterm_under_load_answers_every_admitted_request_then_exits_zero
         await wait_until_async(
             lambda: answered_so_far["answered"] >= STOP_USERS, what="the load to start"
         )
+        database_port = make_url(stoppable.settings.database_url).port or 5432
+        client_ports = database_client_ports(stoppable.worker_pids(), database_port)
         stoppable.process.send_signal(signal.SIGTERM)
         stopped_at = time.monotonic()
         while stoppable.process.poll() is None:
@@ -339,8 +355,13 @@ async def test_sigterm_under_load_answers_every_admitted_request_then_exits_zero
     before_signal = Counter(o.index % STOP_USERS for o in cut_off if o.started_at < stopped_at)
     assert set(before_signal.values()) <= {1}, before_signal
     # The workers closed their pools on the way out: none of their backends outlives them.
+    assert client_ports  # under load, the workers held connections
+
+    async def all_closed() -> bool:
+        return await backends_left(database, stoppable.settings, client_ports) == 0
+
     await wait_until_async(
-        lambda: no_service_backends(database, stoppable.settings),
+        all_closed,
         what="the service's backends to close",
         timeout_s=BACKENDS_CLOSED_S,
     )

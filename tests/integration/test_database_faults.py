@@ -32,6 +32,9 @@ from tests.integration.servers import (
 
 pytestmark = pytest.mark.faults
 
+# A fast host sends more than the default 1,000 a minute: the limit is not what these test.
+UNLIMITED = "1000000/minute"
+
 KEYS = "/v1/admin/keys"
 CHECKED_OUT = "gatekey_db_pool_checked_out"
 POOL_TIMEOUTS = "gatekey_db_pool_timeouts_total"
@@ -79,7 +82,9 @@ async def test_postgresql_restart_costs_only_503s_and_loses_no_created_key(
     cluster, own = restartable
     database = Database(own, application_name="gatekey-tests")
     try:
-        admin = await create_key(database, own, name="restart admin", scopes=["admin"])
+        admin = await create_key(
+            database, own, name="restart admin", scopes=["admin"], rate_limit=UNLIMITED
+        )
         with serving(serve_settings(own), tmp_path, workers=2) as server:
             outcomes, accepting_at = await _load_through_restart(server, cluster, admin.plaintext)
         created = [
@@ -161,7 +166,9 @@ async def _terminate_busy_backends(database: Database, settings: Settings) -> in
 async def test_terminated_backends_are_never_reused_and_no_pool_times_out(
     server: ServeProcess, database: Database
 ) -> None:
-    admin = await create_key(database, server.settings, name="terminations", scopes=["admin"])
+    admin = await create_key(
+        database, server.settings, name="terminations", scopes=["admin"], rate_limit=UNLIMITED
+    )
     owner = unique_owner("terminated")
     headers = key_header(admin.plaintext)
     stop = asyncio.Event()
@@ -253,7 +260,9 @@ async def _settled_within(server: ServeProcess, database: Database, bound_s: flo
 async def test_clients_hanging_up_leave_no_connection_checked_out(
     server: ServeProcess, database: Database
 ) -> None:
-    admin = await create_key(database, server.settings, name="hang ups", scopes=["admin"])
+    admin = await create_key(
+        database, server.settings, name="hang ups", scopes=["admin"], rate_limit=UNLIMITED
+    )
     owner = unique_owner("hangup")
     chance = random.Random(13)
     port = int(server.url.rsplit(":", 1)[1])

@@ -12,7 +12,7 @@ WITH_SERVICES := $(BIN)/python scripts/devservices.py run --
 .DEFAULT_GOAL := help
 # The targets share .venv and the services; `make test` stops at the first failure, in order.
 .NOTPARALLEL:
-.PHONY: help venv run test lint typecheck contracts unit integration pgbouncer test-faults test-cluster \
+.PHONY: help venv run test lint typecheck contracts unit integration pgbouncer test-selftest test-faults test-cluster \
 	test-packaging test-matrix bench selftest soak docs clean
 
 help: ## List the targets
@@ -46,7 +46,7 @@ contracts: venv ## import-linter: the import layering the README states (contrac
 unit: venv ## Unit tests: no network, seconds
 	$(BIN)/pytest tests/unit -q
 
-integration: venv ## Integration tests against real PostgreSQL and Redis (not the `cluster` and `faults` suites)
+integration: venv ## Integration tests against real PostgreSQL and Redis (not the `selftest`, `cluster` and `faults` suites)
 	$(WITH_SERVICES) $(BIN)/pytest tests/integration -q
 
 # The modules whose tests are about the database (SQL, sessions, the pool, usage flushes), run
@@ -58,6 +58,9 @@ pgbouncer: venv ## The database-facing integration modules through a real PgBoun
 
 test-faults: venv ## Minutes of load through database faults: restart, terminated backends, hang-ups
 	$(WITH_SERVICES) $(BIN)/pytest tests/integration -q -m faults --durations=0
+
+test-selftest: venv ## Real self-test runs against servers with injected faults: every check can fail (minutes)
+	$(WITH_SERVICES) $(BIN)/pytest tests/integration -q -m selftest
 
 test-cluster: venv ## Redis Cluster and Sentinel started by the tests: limits, usage, failover (minutes)
 	$(WITH_SERVICES) $(BIN)/pytest tests/integration -q -m cluster

@@ -33,6 +33,9 @@ from tests.integration.selftest_support import (
     variant,
 )
 
+# Each runs a real self-test: minutes in all, so `make test-selftest` runs them (CI too).
+pytestmark = pytest.mark.selftest
+
 BACKGROUND = frozenset({"usage-accounted", "key-feed", "breaker-closed", "server-log"})
 _ACTIVE_SELFTEST_KEYS = """
 SELECT count(*) FROM api_keys

@@ -39,6 +39,9 @@ from tests.integration.selftest_support import (
     variant,
 )
 
+# Each runs a real self-test: minutes in all, so `make test-selftest` runs them (CI too).
+pytestmark = pytest.mark.selftest
+
 SITECUSTOMIZE = """
 import alembic.command
 

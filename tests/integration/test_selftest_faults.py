@@ -31,6 +31,9 @@ from tests.integration.selftest_support import (
     variant,
 )
 
+# Each runs a real self-test: minutes in all, so `make test-selftest` runs them (CI too).
+pytestmark = pytest.mark.selftest
+
 # The checks the faults below trip; the healthy stack must pass every one of them.
 FAULT_CHECKS = frozenset(
     {

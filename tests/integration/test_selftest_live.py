@@ -18,6 +18,9 @@ from service.harness.gatekey import CliResult, cli_env, gatekey_executable, run_
 from service.selftest.dbprobe import with_database
 from tests.integration.selftest_support import gatekey_serving, stack_settings_for
 
+# Each runs a real self-test: minutes in all, so `make test-selftest` runs them (CI too).
+pytestmark = pytest.mark.selftest
+
 EXIT_GO, EXIT_NO_GO, EXIT_COULD_NOT_RUN = 0, 1, 2
 # Every check of a full run (pre-flight, probes, load checks, two steps, the server log), less
 # the degradation check that needs a baseline, the soak and the suite.

@@ -15,6 +15,9 @@ from service.selftest.runner import Options, run_selftest
 from service.selftest.soak import SOAK_CHECK
 from tests.integration.selftest_support import Quiet, checks_of, stack_settings_for, variant
 
+# Each runs a real self-test: minutes in all, so `make test-selftest` runs them (CI too).
+pytestmark = pytest.mark.selftest
+
 
 @pytest.fixture(scope="module")
 def stack_settings(settings: Settings) -> Settings:

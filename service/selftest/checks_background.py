@@ -13,7 +13,7 @@ from collections import Counter
 from service.selftest import fixes
 from service.selftest.context import Context
 from service.selftest.model import CheckResult, Phase, judge
-from service.selftest.traffic import Call, Reply, burst, hammer, hammer_across, key_header
+from service.selftest.traffic import Call, Reply, Watch, burst, hammer, hammer_across, key_header
 
 USAGE_REQUESTS = 60
 # Beyond two flush intervals: a loaded two-core host may start a flush late by this much.
@@ -22,12 +22,12 @@ FLUSH = "gatekey_usage_flush_total"
 CACHE = "gatekey_key_cache_requests_total"
 DECISIONS = "gatekey_ratelimit_decisions_total"
 FEED_DEADLINE_S = 1.0
-_FEED_OBSERVE_S = 2.5  # a second and a half of requests past the bound, on a busy host
-_FEED_STEADY_S = 3.0
+# A second of requests past the bound (hundreds), or longer until 20 are in on a starved client.
+_FEED_WATCH = Watch(late_after_s=FEED_DEADLINE_S, min_late=20, observe_s=2.0)
+_FEED_STEADY_S = 2.0
 # A fresh feed keeps a key cached in each worker: a few misses per worker at most (a worker
 # the warm-up missed, a read that skipped a beat). A stale one re-reads it every 0.5 s.
 _MISSES_PER_WORKER = 2
-_MIN_LATE_REQUESTS = 20
 
 
 async def usage_accounted(ctx: Context) -> CheckResult:
@@ -78,7 +78,7 @@ async def key_feed(ctx: Context) -> CheckResult:
         CACHE, outcome="miss"
     )
     replies, revoked_at = await hammer_across(
-        ctx.deployment.url, call, lambda: ctx.probe.revoke(created.id), observe_s=_FEED_OBSERVE_S
+        ctx.deployment.url, call, lambda: ctx.probe.revoke(created.id), _FEED_WATCH
     )
     late = [r for r in replies if r.sent_at >= revoked_at + FEED_DEADLINE_S]
     not_refused = sum(1 for r in late if r.status != 401)
@@ -88,8 +88,8 @@ async def key_feed(ctx: Context) -> CheckResult:
         "key-feed",
         passed=set(statuses) == {200}
         and misses <= _MISSES_PER_WORKER * workers
-        and len(late) >= _MIN_LATE_REQUESTS
         and not_refused == 0,
+        warned=len(late) < _FEED_WATCH.min_late,
         figures={
             "steady_requests": len(steady),
             "cache_misses": misses,
@@ -98,7 +98,8 @@ async def key_feed(ctx: Context) -> CheckResult:
             "not_401_after_1s": not_refused,
         },
         criterion=f"a key used for {_FEED_STEADY_S:g} s misses the cache ≤ {_MISSES_PER_WORKER} "
-        "times per worker; after a revoke by hand in SQL, every request sent ≥ 1 s later is 401",
+        "times per worker; after a revoke by hand in SQL, every request sent ≥ 1 s later is 401 "
+        f"(judged on ≥ {_FEED_WATCH.min_late} such requests, else warn)",
         fix=fixes.KEY_FEED,
     )
 

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections import Counter
 
 from service.results import KeyCheckResult
 from service.selftest import fixes
 from service.selftest.context import EXACT_LIMIT, Context
 from service.selftest.model import CheckResult, Phase, judge
-from service.selftest.traffic import Call, burst, hammer, key_header
+from service.selftest.traffic import Call, Watch, burst, hammer_across, key_header
 
 REVOKE_DEADLINE_S = 1.0
-_REVOKE_OBSERVE_S = 1.5
-_MIN_LATE_REQUESTS = 50
+REVOKE_WATCH = Watch(late_after_s=REVOKE_DEADLINE_S, min_late=50, observe_s=1.5)
 
 
 async def key_validates(ctx: Context) -> CheckResult:
@@ -53,17 +50,9 @@ async def revoke(ctx: Context) -> CheckResult:
     created = await ctx.key("revoke")
     call = Call("GET", "/v1/whoami", key_header(created.key))
     warm = await burst(ctx.deployment.url, [call] * 40, concurrency=8)
-    stop = asyncio.Event()
-    traffic = asyncio.create_task(
-        hammer(ctx.deployment.url, lambda: call, concurrency=8, stop=stop)
+    replies, revoked_at = await hammer_across(
+        ctx.deployment.url, call, lambda: ctx.cli.revoke_key(created.id), REVOKE_WATCH
     )
-    try:
-        await ctx.cli.revoke_key(created.id)
-        revoked_at = time.monotonic()
-        await asyncio.sleep(_REVOKE_OBSERVE_S)
-    finally:
-        stop.set()
-        replies = await traffic
     late = [r for r in replies if r.sent_at >= revoked_at + REVOKE_DEADLINE_S]
     accepted_after = [
         r.sent_at - revoked_at for r in replies if r.sent_at >= revoked_at and r.status == 200
@@ -72,15 +61,15 @@ async def revoke(ctx: Context) -> CheckResult:
     return judge(
         Phase.PAIRS,
         "revoke-within-1s",
-        passed=all(r.status == 200 for r in warm)
-        and len(late) >= _MIN_LATE_REQUESTS
-        and not_refused == 0,
+        passed=all(r.status == 200 for r in warm) and not_refused == 0,
+        warned=len(late) < REVOKE_WATCH.min_late,
         figures={
             "requests_after_1s": len(late),
             "not_401_after_1s": not_refused,
             "last_200_after_revoke_s": round(max(accepted_after, default=0.0), 3),
         },
-        criterion="every request sent ≥ 1 s after `gatekey keys revoke` returns is 401",
+        criterion="every request sent ≥ 1 s after `gatekey keys revoke` returns is 401 "
+        f"(judged on ≥ {REVOKE_WATCH.min_late} such requests, else warn)",
         fix=fixes.KEY_CACHE,
     )
 

@@ -32,26 +32,41 @@ REQUIRED_METRICS = (
 # As long as uvicorn's supervisor gives a worker to answer its first health check: a worker
 # replaced during start-up reports within it.
 WORKERS_SETTLE_S = 30.0
+_READY_WAIT_S = 5.0
 
 
 async def health(ctx: Context) -> CheckResult:
+    """`/readyz` is read again for up to `_READY_WAIT_S` until it says ok: readiness meant one
+    worker answered, and a worker that has just started may still be opening its first
+    database connection on a busy host (its 1 s probe says `unavailable` meanwhile)."""
     client, url = ctx.deployment.client, ctx.deployment.url
-    live, ready = await asyncio.gather(client.get(f"{url}/healthz"), client.get(f"{url}/readyz"))
-    checks = ready.json().get("checks", {}) if ready.status_code in (200, 503) else {}
+    deadline = time.monotonic() + _READY_WAIT_S
+    while True:
+        live, ready = await asyncio.gather(
+            client.get(f"{url}/healthz"), client.get(f"{url}/readyz")
+        )
+        checks = ready.json().get("checks", {}) if ready.status_code in (200, 503) else {}
+        passed = (
+            live.status_code == 200
+            and ready.status_code == 200
+            and checks.get("database") == "ok"
+            and checks.get("redis") == "ok"
+        )
+        if passed or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(0.25)
     return judge(
         Phase.PARTS,
         "health",
-        passed=live.status_code == 200
-        and ready.status_code == 200
-        and checks.get("database") == "ok"
-        and checks.get("redis") == "ok",
+        passed=passed,
         figures={
             "healthz": live.status_code,
             "readyz": ready.status_code,
             "database": str(checks.get("database")),
             "redis": str(checks.get("redis")),
         },
-        criterion="/healthz 200; /readyz 200 with database and redis ok",
+        criterion="/healthz 200; /readyz 200 with database and redis ok "
+        f"(re-read for up to {_READY_WAIT_S:g} s)",
         fix=fixes.HEALTH,
     )
 

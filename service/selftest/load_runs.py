@@ -12,7 +12,7 @@ from service.selftest import load_checks
 from service.selftest.context import Context
 from service.selftest.load import run_locust
 from service.selftest.load_checks import LoadRun, StepLimits
-from service.selftest.load_keys import LOAD_KEYS, mint_load_keys
+from service.selftest.load_keys import LOAD_KEYS
 from service.selftest.model import CheckResult, LoadStep, MemorySample
 from service.selftest.sampling import Sampler
 from service.selftest.verdict import compare_with_baseline
@@ -44,12 +44,15 @@ class LoadPlan:
 
 
 async def run_load_steps(
-    ctx: Context, plan: LoadPlan, workdir: Path, *, started: float, progress: Callable[[str], None]
+    ctx: Context,
+    plan: LoadPlan,
+    keys_file: Path,
+    *,
+    started: float,
+    progress: Callable[[str], None],
 ) -> list[LoadRun]:
-    progress(f"load: minting {plan.keys:,} keys")
-    keys_file = await mint_load_keys(
-        ctx.cli, plan.keys, workdir, name=ctx.keys.name_for("load-rotation")
-    )
+    """Each step over the keys in `keys_file` (`mint_load_keys`), its report in that folder."""
+    workdir = keys_file.parent
     sampler = Sampler(ctx.deployment.scrape, ctx.probe.activity, started_at=started)
     runs = []
     for index, users in enumerate(plan.users):

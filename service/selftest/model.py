@@ -48,6 +48,8 @@ class CheckResult:
     figures: dict[str, Figure]
     criterion: str
     fix: str | None = None
+    # How long the check took, set by the runner (None: judged with others, as the load steps).
+    duration_s: float | None = None
 
 
 def judge(

@@ -27,6 +27,7 @@ def report_dict(report: Report) -> dict[str, Any]:
                 "figures": check.figures,
                 "criterion": check.criterion,
                 "fix": check.fix,
+                "duration_s": None if check.duration_s is None else round(check.duration_s, 2),
             }
             for check in report.checks
         ],

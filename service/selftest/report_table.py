@@ -27,6 +27,7 @@ def check_table(checks: list[CheckResult], *, title: str = "checks") -> Table:
     table.add_column("phase", no_wrap=True)
     table.add_column("check")
     table.add_column("result", no_wrap=True)
+    table.add_column("s", justify="right", no_wrap=True)
     table.add_column("figures", ratio=3, overflow="fold")
     if with_notes:
         table.add_column("criterion and fix", ratio=2)
@@ -35,6 +36,7 @@ def check_table(checks: list[CheckResult], *, title: str = "checks") -> Table:
             check.phase.value,
             Text(check.name),
             Text(check.result.value, style=RESULT_STYLE[check.result]),
+            "" if check.duration_s is None else f"{check.duration_s:.1f}",
             Text(figures_text(check.figures)),  # figures may quote a server's answer
         ]
         if with_notes:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
@@ -25,6 +26,7 @@ from service.selftest import (
 from service.selftest.context import Context, KeyShelf
 from service.selftest.dbprobe import DatabaseProbe
 from service.selftest.gatekey_cli import GatekeyCli
+from service.selftest.load_keys import mint_load_keys
 from service.selftest.load_runs import (
     LOAD_CHECKS,
     LoadPlan,
@@ -63,6 +65,8 @@ class ProbeCheck:
     phase: Phase
     run: Callable[[Context], Awaitable[CheckResult]]
     keys: tuple[str, ...] = ()  # the test keys it needs, made through the CLI ahead of time
+    # Works on a scratch database of its own, never the deployment: runs beside the others.
+    is_aside: bool = False
 
 
 # Checks that send their own requests, in running order, on a quiet deployment before the load.
@@ -75,7 +79,9 @@ PROBE_CHECKS = {
     "key-validates": ProbeCheck(Phase.PAIRS, checks_pairs.key_validates, ("load",)),
     "revoke-within-1s": ProbeCheck(Phase.PAIRS, checks_pairs.revoke, ("revoke",)),
     "exact-limit": ProbeCheck(Phase.PAIRS, checks_pairs.exact_limit, ("exact",)),
-    "migration-chain": ProbeCheck(Phase.FULL_STACK, checks_fullstack.migration_chain),
+    "migration-chain": ProbeCheck(
+        Phase.FULL_STACK, checks_fullstack.migration_chain, is_aside=True
+    ),
     "metric-accuracy": ProbeCheck(Phase.FULL_STACK, checks_fullstack.metric_accuracy, ("load",)),
     "usage-accounted": ProbeCheck(Phase.FULL_STACK, checks_background.usage_accounted, ("usage",)),
     "key-feed": ProbeCheck(Phase.FULL_STACK, checks_background.key_feed, ("feed",)),
@@ -248,28 +254,48 @@ class _Run:
         url = self.options.url
         self.progress.status("starting a server" if url is None else f"reaching {url}")
         ctx = await _open_context(stack, cli, keys, self.options, workers, workdir)
+        load_keys = None
+        if self.needs_load:  # minted while the probes run
+            load_keys = asyncio.create_task(
+                mint_load_keys(
+                    cli, self.options.load.keys, workdir, name=keys.name_for("load-rotation")
+                )
+            )
+            stack.callback(load_keys.cancel)
         await self.probes(ctx)
-        if self.needs_load:
-            await self.load(ctx, workdir)
+        if load_keys is not None:
+            await self.load(ctx, load_keys)
         if self.needs_soak:
             await self.soak(ctx, workdir)
         return ctx.deployment.url
 
     async def probes(self, ctx: Context) -> None:
-        for name, probe in PROBE_CHECKS.items():
-            if name in self.chosen:
-                self.progress.status(name)
-                try:
-                    self.record(await probe.run(ctx))
-                except DEPLOYMENT_ERRORS as exc:
-                    self.record(did_not_complete(probe.phase, name, exc))
+        """The probe checks in order, one at a time; those set aside run beside them."""
+        chosen = [(name, probe) for name, probe in PROBE_CHECKS.items() if name in self.chosen]
+        async with asyncio.TaskGroup() as aside:
+            for name, probe in chosen:
+                if probe.is_aside:
+                    aside.create_task(self.probe(ctx, name, probe))
+            for name, probe in chosen:
+                if not probe.is_aside:
+                    self.progress.status(name)
+                    await self.probe(ctx, name, probe)
 
-    async def load(self, ctx: Context, workdir: Path) -> None:
+    async def probe(self, ctx: Context, name: str, probe: ProbeCheck) -> None:
+        started = time.monotonic()
+        try:
+            result = await probe.run(ctx)
+        except DEPLOYMENT_ERRORS as exc:
+            result = did_not_complete(probe.phase, name, exc)
+        self.record(replace(result, duration_s=time.monotonic() - started))
+
+    async def load(self, ctx: Context, load_keys: Awaitable[Path]) -> None:
         options = self.options
         try:
             runs = await run_load_steps(
-                ctx, options.load, workdir, started=self.started, progress=self.progress.status
-            )
+                ctx, options.load, await load_keys, started=self.started,
+                progress=self.progress.status,
+            )  # fmt: skip
         except DEPLOYMENT_ERRORS as exc:
             self.record(did_not_complete(Phase.LOAD, "load-steps", exc))
             return
@@ -321,9 +347,12 @@ async def run_selftest(settings: Settings, options: Options, progress: Progress)
                 await _migrate(cli)
             keys.prefetch(run.key_purposes())  # made while the pre-flight runs
         workers = await _deployment_workers(settings, options)
-        await run.preflight(settings, workers)
+        # The pre-flight is mostly other processes (pip, pytest): the server starts meanwhile.
+        preflight = asyncio.create_task(run.preflight(settings, workers))
+        stack.callback(preflight.cancel)
         if run.needs_target:
             target = await run.against_target(stack, cli, keys, workers)
+        await preflight
     if run.needs_suite:
         await run.suite(cli)
     checks = sorted(run.results, key=lambda result: _PHASES.index(result.phase))

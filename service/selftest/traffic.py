@@ -76,10 +76,16 @@ async def in_turn(base_url: str, calls: list[Call]) -> list[Reply]:
 
 
 async def hammer(
-    base_url: str, make_call: Callable[[], Call], *, concurrency: int, stop: asyncio.Event
+    base_url: str,
+    make_call: Callable[[], Call],
+    *,
+    concurrency: int,
+    stop: asyncio.Event,
+    into: list[Reply] | None = None,
 ) -> list[Reply]:
-    """Send calls back to back from `concurrency` tasks until `stop` is set."""
-    replies: list[Reply] = []
+    """Send calls back to back from `concurrency` tasks until `stop` is set; the replies, also
+    appended to `into` as they come (for a caller watching them)."""
+    replies: list[Reply] = [] if into is None else into
     async with _client(base_url, concurrency) as client:
 
         async def loop() -> None:
@@ -90,18 +96,41 @@ async def hammer(
     return replies
 
 
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """How long `hammer_across` goes on after the action: until `min_late` replies to requests
+    sent `late_after_s` or more after it are in (at least `observe_s`, at most `max_observe_s`).
+    A starved client (a busy host) sends fewer requests per second: it watches longer."""
+
+    late_after_s: float
+    min_late: int
+    observe_s: float
+    max_observe_s: float = 10.0
+
+
 async def hammer_across(
-    base_url: str, call: Call, action: Callable[[], Awaitable[object]], *, observe_s: float
+    base_url: str, call: Call, action: Callable[[], Awaitable[object]], watch: Watch
 ) -> tuple[list[Reply], float]:
-    """Send `call` back to back from 8 tasks while `action` runs and `observe_s` after it ends;
-    the replies and when (monotonic) the action ended."""
+    """Send `call` back to back from 8 tasks while `action` runs and then as `watch` says; the
+    replies and when (monotonic) the action ended."""
     stop = asyncio.Event()
-    traffic = asyncio.create_task(hammer(base_url, lambda: call, concurrency=8, stop=stop))
+    replies: list[Reply] = []
+    traffic = asyncio.create_task(
+        hammer(base_url, lambda: call, concurrency=8, stop=stop, into=replies)
+    )
     try:
         await action()
         acted_at = time.monotonic()
-        await asyncio.sleep(observe_s)
+        late_from = acted_at + watch.late_after_s
+        while True:
+            elapsed = time.monotonic() - acted_at
+            late = sum(1 for reply in replies if reply.sent_at >= late_from)
+            if elapsed >= watch.max_observe_s or (
+                elapsed >= watch.observe_s and late >= watch.min_late
+            ):
+                break
+            await asyncio.sleep(0.05)
     finally:
         stop.set()
-        replies = await traffic
+        await traffic
     return replies, acted_at

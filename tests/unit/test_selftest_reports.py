@@ -72,6 +72,7 @@ def test_json_report_has_the_stable_keys() -> None:
         "figures": {"admitted": 80},
         "criterion": "exactly 40",
         "fix": "set RATE_LIMIT_BACKEND=redis",
+        "duration_s": None,
     }
     assert data["checks"][1]["fix"] is None
     first = data["load"][0]

@@ -64,17 +64,23 @@ def ensure_venv(python: str, version: str) -> Path:
     return venv
 
 
-def _pytest(venv: Path, *args: str) -> bool:
+def _pytest(venv: Path, *args: str) -> tuple[bool, str]:
     command = [str(venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", *args]
-    return subprocess.run(command, cwd=ROOT, check=False).returncode == 0
+    done = subprocess.run(command, cwd=ROOT, check=False, capture_output=True, text=True)
+    return done.returncode == 0, done.stdout + done.stderr
 
 
 def run(version: str, venv: Path, install_s: float) -> tuple[bool, str]:
-    """Unit suite, then the smoke; a line saying how each went and how long it took."""
+    """Unit suite, then the smoke; their output (captured: versions run side by side) and a
+    last line saying how it went and how long it took."""
     started = time.monotonic()
-    passed = _pytest(venv, "tests/unit") and _pytest(venv, *SMOKE)
+    passed, output = _pytest(venv, "tests/unit")
+    if passed:
+        passed, smoke = _pytest(venv, *SMOKE)
+        output += smoke
     outcome = "passed" if passed else "FAILED"
     return passed, (
+        f"--- python {version} ---\n{output}"
         f"python {version}: {outcome}; venv {install_s:.0f} s, "
         f"tests {time.monotonic() - started:.0f} s"
     )
@@ -92,7 +98,11 @@ def main() -> int:
         default=",".join(VERSIONS),
         help="comma-separated, of " + ", ".join(VERSIONS) + " (default: all)",
     )
-    wanted = [v.strip() for v in parser.parse_args().versions.split(",") if v.strip()]
+    parser.add_argument(
+        "--prepare", action="store_true", help="only make the venvs (CI: while other suites run)"
+    )
+    arguments = parser.parse_args()
+    wanted = [v.strip() for v in arguments.versions.split(",") if v.strip()]
     unknown = sorted(set(wanted) - set(VERSIONS))
     if unknown:
         parser.error(f"unknown versions: {', '.join(unknown)}")
@@ -104,14 +114,16 @@ def main() -> int:
     # The installs wait on the network more than on a core: all at once.
     with ThreadPoolExecutor(max_workers=len(present)) as pool:
         venvs = dict(zip(present, pool.map(_timed_venv, present.values(), present), strict=True))
+        if arguments.prepare:
+            return 0
+        # Each version has its own database and Redis namespace per run: side by side too.
+        outcomes = list(
+            pool.map(lambda item: run(item[0], *item[1]), venvs.items())  # (version, venv, s)
+        )
     lines = [f"python {version}: not found, skipped" for version in found if version not in present]
-    all_passed = True
-    for version, (venv, install_s) in venvs.items():
-        passed, line = run(version, venv, install_s)
-        all_passed &= passed
-        lines.append(line)
+    lines += [line for _, line in outcomes]
     sys.stdout.write("\n".join(["test-matrix:", *lines]) + "\n")
-    return 0 if all_passed else 1
+    return 0 if all(passed for passed, _ in outcomes) else 1
 
 
 if __name__ == "__main__":

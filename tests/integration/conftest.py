@@ -101,6 +101,16 @@ def settings(request: pytest.FixtureRequest) -> Iterator[Settings]:
 
 
 @pytest.fixture(scope="session")
+def stack_settings(settings: Settings) -> Settings:
+    """For the servers the self-test's tests start: small pools (PostgreSQL's 100 connections
+    are shared) and a Redis timeout that a busy two-core machine does not trip, so a healthy
+    stack stays exact."""
+    return settings.model_copy(
+        update={"database_pool_size": 5, "database_pool_max_overflow": 5, "redis_timeout": 0.5}
+    )
+
+
+@pytest.fixture(scope="session")
 async def database(settings: Settings) -> AsyncIterator[Database]:
     db = Database(settings, application_name="gatekey-tests")
     yield db

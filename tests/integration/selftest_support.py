@@ -25,14 +25,6 @@ from service.selftest.target import server_process
 ANY_SPEED = StepLimits(p99_ceiling_ms=60_000, rps_floor=1)
 
 
-def stack_settings_for(settings: Settings) -> Settings:
-    """Small pools (PostgreSQL's 100 connections are shared) and a Redis timeout that a busy
-    two-core test machine does not trip, so the healthy stack stays exact."""
-    return settings.model_copy(
-        update={"database_pool_size": 5, "database_pool_max_overflow": 5, "redis_timeout": 0.5}
-    )
-
-
 class Quiet:
     """Progress nobody watches."""
 

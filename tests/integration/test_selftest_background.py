@@ -29,7 +29,6 @@ from tests.integration.selftest_support import (
     Quiet,
     checks_of,
     gatekey_serving,
-    stack_settings_for,
     variant,
 )
 
@@ -42,11 +41,6 @@ SELECT count(*) FROM api_keys
 WHERE 'selftest' = ANY(scopes) AND (revoked_at IS NULL OR revoked_at > now())
   AND (expires_at IS NULL OR expires_at > now())
 """
-
-
-@pytest.fixture(scope="module")
-def stack_settings(settings: Settings) -> Settings:
-    return stack_settings_for(settings)
 
 
 async def _sql(database: Database, *statements: str) -> int | None:

@@ -35,7 +35,6 @@ from tests.integration.selftest_support import (
     checks_of,
     gatekey_serving,
     short_run,
-    stack_settings_for,
     variant,
 )
 
@@ -50,11 +49,6 @@ def _refuse(*args, **kwargs):
 
 alembic.command.downgrade = _refuse
 """
-
-
-@pytest.fixture(scope="module")
-def stack_settings(settings: Settings) -> Settings:
-    return stack_settings_for(settings)
 
 
 async def run_only(

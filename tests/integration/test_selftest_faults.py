@@ -27,7 +27,6 @@ from tests.integration.selftest_support import (
     checks_of,
     gatekey_serving,
     short_run,
-    stack_settings_for,
     variant,
 )
 
@@ -59,11 +58,6 @@ UNREACHABLE_BASELINE = LoadStep(
     p99_ms=3.0,
     error_rate=0.0,
 )
-
-
-@pytest.fixture(scope="module")
-def stack_settings(settings: Settings) -> Settings:
-    return stack_settings_for(settings)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pytest
 from service.config import Settings
 from service.harness.gatekey import CliResult, cli_env, gatekey_executable, run_cli
 from service.selftest.dbprobe import with_database
-from tests.integration.selftest_support import gatekey_serving, stack_settings_for
+from tests.integration.selftest_support import gatekey_serving
 
 # Each runs a real self-test: minutes in all, so `make test-selftest` runs them (CI too).
 pytestmark = pytest.mark.selftest
@@ -25,11 +25,6 @@ EXIT_GO, EXIT_NO_GO, EXIT_COULD_NOT_RUN = 0, 1, 2
 # Every check of a full run (pre-flight, probes, load checks, two steps, the server log), less
 # the degradation check that needs a baseline, the soak and the suite.
 EXPECTED_CHECKS = 7 + 13 + 6 + 2 + 1
-
-
-@pytest.fixture(scope="module")
-def stack_settings(settings: Settings) -> Settings:
-    return stack_settings_for(settings)
 
 
 def gatekey(settings: Settings, *args: str, timeout: float = 240, **env: str) -> CliResult:

@@ -13,15 +13,10 @@ from service.selftest.model import Outcome, Verdict
 from service.selftest.report_html import render_html
 from service.selftest.runner import Options, run_selftest
 from service.selftest.soak import SOAK_CHECK
-from tests.integration.selftest_support import Quiet, checks_of, stack_settings_for, variant
+from tests.integration.selftest_support import Quiet, checks_of, variant
 
 # Each runs a real self-test: minutes in all, so `make test-selftest` runs them (CI too).
 pytestmark = pytest.mark.selftest
-
-
-@pytest.fixture(scope="module")
-def stack_settings(settings: Settings) -> Settings:
-    return stack_settings_for(settings)
 
 
 async def test_memory_kept_per_request_fails_the_soak(

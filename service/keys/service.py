@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import re
 import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import Enum
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,6 +28,21 @@ from service.ratelimit.policy import parse_rate_limit
 _ANNOUNCE_BATCH = 1000
 # More keys in one call than any import or load test needs; bounds the memory of one transaction.
 MAX_BULK_KEYS = 1_000_000
+# A key's metadata travels with its record into every worker's cache and the Redis directory:
+# small enough that a million keys still fit, large enough for a plan and a few ids.
+MAX_METADATA_BYTES = 4096
+
+
+class Keep(Enum):
+    """A field argument meaning "leave it as it is", where `None` is a value of its own (a key
+    that never expires)."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+# NUL as compact JSON writes it (`\u0000` behind an even number of backslashes): jsonb has no NUL.
+_ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +94,31 @@ def _clean_rate_limit(rate_limit: str | None) -> str | None:
     return None if rate_limit is None else str(parse_rate_limit(rate_limit))
 
 
+def clean_metadata(metadata: object) -> dict[str, Any]:
+    """A JSON object of at most `MAX_METADATA_BYTES` as compact UTF-8 JSON, holding nothing
+    PostgreSQL's jsonb refuses (NUL, lone surrogates, NaN and infinities)."""
+    if not isinstance(metadata, dict):
+        raise InvalidInput(f"metadata must be a JSON object, not {type(metadata).__name__}")
+    try:
+        text = json.dumps(metadata, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        size = len(text.encode())
+    except (TypeError, ValueError) as error:  # UnicodeEncodeError is a ValueError
+        raise InvalidInput(f"metadata must be plain JSON: {error}") from None
+    if _ESCAPED_NUL.search(text):
+        raise InvalidInput("metadata must not contain NUL characters (\\u0000)")
+    if size > MAX_METADATA_BYTES:
+        raise InvalidInput(
+            f"metadata must be at most {MAX_METADATA_BYTES} bytes as compact JSON, not {size}"
+        )
+    return metadata
+
+
+def _clean_expires_at(expires_at: datetime | None) -> datetime | None:
+    if expires_at is not None and expires_at.utcoffset() is None:
+        raise InvalidInput("expires_at must name its time zone, e.g. 2030-01-01T00:00:00Z")
+    return expires_at
+
+
 async def _get_model(repository: ApiKeyRepository, key_id: uuid.UUID) -> ApiKey:
     key = await repository.get(key_id, for_update=True)
     if key is None:
@@ -122,6 +166,7 @@ async def create_key(
     scopes: list[str] | None = None,
     rate_limit: str | None = None,
     expires_in: timedelta | None = None,
+    metadata: dict[str, Any] | None = None,
     listener: KeyChangeListener | None = None,
     actor: str,
 ) -> IssuedKey:
@@ -135,6 +180,7 @@ async def create_key(
         scopes=scopes,
         rate_limit=rate_limit,
         expires_in=expires_in,
+        metadata=metadata,
         listener=listener,
     )
     return issued
@@ -150,6 +196,7 @@ async def create_keys(
     scopes: list[str] | None = None,
     rate_limit: str | None = None,
     expires_in: timedelta | None = None,
+    metadata: dict[str, Any] | None = None,
     listener: KeyChangeListener | None = None,
     actor: str,
 ) -> list[IssuedKey]:
@@ -164,6 +211,7 @@ async def create_keys(
         "rate_limit": _clean_rate_limit(rate_limit),
         "expires_at": _utcnow() + expires_in if expires_in is not None else None,
         "created_by": actor,
+        "metadata": clean_metadata({} if metadata is None else metadata),
     }
     plaintexts = [key_format.generate() for _ in range(count)]
     rows = [
@@ -216,14 +264,24 @@ async def update_key(
     owner: str | None = None,
     scopes: list[str] | None = None,
     rate_limit: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    enabled: bool | None = None,
+    expires_at: datetime | Keep | None = KEEP,
     listener: KeyChangeListener | None = None,
     actor: str,
     action: AuditAction = AuditAction.UPDATE,
 ) -> KeyRecord:
-    """Change the given fields; `None` leaves a field as it is. `action` names the change in the
-    audit log (`set-limit` for the CLI command of that name)."""
+    """Change the given fields; `None` leaves a field as it is, but `expires_at`, where `None`
+    means "never expires" and `KEEP` leaves it. `metadata` replaces the whole object. `action`
+    names the change in the audit log (`set-limit` for the CLI command of that name)."""
     model = await _get_model(ApiKeyRepository(session), key_id)
     before = KeyRecord.of(model)
+    if metadata is not None:
+        model.key_metadata = clean_metadata(metadata)
+    if enabled is not None:
+        model.enabled = enabled
+    if not isinstance(expires_at, Keep):
+        model.expires_at = _clean_expires_at(expires_at)
     if name is not None:
         model.name = _clean_name(name)
     if owner is not None:
@@ -266,7 +324,7 @@ async def rotate_key(
     before = KeyRecord.of(old)
     now = _utcnow()
     if not KeyRecord.of(old).is_active(now):
-        raise InvalidInput(f"key {key_id} is revoked or expired and cannot be rotated")
+        raise InvalidInput(f"key {key_id} is revoked, expired or disabled and cannot be rotated")
     plaintext = key_format.generate()
     new = await repository.add(
         ApiKey(
@@ -277,6 +335,7 @@ async def rotate_key(
             scopes=list(old.scopes),
             rate_limit=old.rate_limit,
             expires_at=old.expires_at,
+            key_metadata=old.key_metadata,
             created_by=actor,
         )
     )

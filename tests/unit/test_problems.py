@@ -41,6 +41,8 @@ RECORD = KeyRecord(
     last_used_at=None,
     replaced_by_id=None,
     created_by=None,
+    metadata={},
+    enabled=True,
 )
 LIMITED = RateLimitDecision(
     allowed=False,

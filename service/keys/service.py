@@ -114,9 +114,13 @@ def clean_metadata(metadata: object) -> dict[str, Any]:
 
 
 def _clean_expires_at(expires_at: datetime | None) -> datetime | None:
-    if expires_at is not None and expires_at.utcoffset() is None:
+    """In UTC, as every stored time is read back: the answer to the update says what a later
+    read says."""
+    if expires_at is None:
+        return None
+    if expires_at.utcoffset() is None:
         raise InvalidInput("expires_at must name its time zone, e.g. 2030-01-01T00:00:00Z")
-    return expires_at
+    return expires_at.astimezone(UTC)
 
 
 async def _get_model(repository: ApiKeyRepository, key_id: uuid.UUID) -> ApiKey:

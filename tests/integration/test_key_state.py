@@ -141,7 +141,8 @@ async def test_a_disabled_key_is_refused_on_every_check_route_and_admitted_when_
     key_id, plaintext = created["id"], created["key"]
     assert (await client.get("/v1/whoami", headers=key_header(plaintext))).status_code == 200
 
-    disabled = await client.patch(f"{ADMIN_KEYS}/{key_id}", json={"enabled": False}, headers=headers)
+    url = f"{ADMIN_KEYS}/{key_id}"
+    disabled = await client.patch(url, json={"enabled": False}, headers=headers)
     assert disabled.status_code == 200, disabled.text
     assert disabled.json() == {
         **{k: v for k, v in created.items() if k != "key"},
@@ -177,7 +178,7 @@ async def test_a_disabled_key_is_refused_on_every_check_route_and_admitted_when_
         f"key {key_id} is revoked, expired or disabled and cannot be rotated"
     )
 
-    enabled = await client.patch(f"{ADMIN_KEYS}/{key_id}", json={"enabled": True}, headers=headers)
+    enabled = await client.patch(url, json={"enabled": True}, headers=headers)
     assert enabled.json()["enabled"] is True
     whoami = await client.get("/v1/whoami", headers=key_header(plaintext))
     assert (whoami.status_code, whoami.json()["metadata"]) == (200, {"plan": "pro"})
@@ -267,13 +268,11 @@ async def test_create_records_metadata_and_a_rotation_carries_it(
 ) -> None:
     actor, headers = admin
     created = await _create(client, headers, metadata={"plan": "pro"})
-    assert await _entries(database, created["id"]) == [
-        (
-            "create",
-            actor,
-            {"name": {"from": None, "to": "svc"}, "metadata": {"from": None, "to": {"plan": "pro"}}},
-        )
-    ]
+    set_on_create = {
+        "name": {"from": None, "to": "svc"},
+        "metadata": {"from": None, "to": {"plan": "pro"}},
+    }
+    assert await _entries(database, created["id"]) == [("create", actor, set_on_create)]
     rotated = await client.post(f"{ADMIN_KEYS}/{created['id']}/rotate", headers=headers)
     assert rotated.status_code == 201, rotated.text
     assert (rotated.json()["metadata"], rotated.json()["enabled"]) == ({"plan": "pro"}, True)

@@ -23,6 +23,7 @@ from service.keys.record import KeyRecord
 from service.keys.repository import ApiKeyRepository
 from service.keys.scopes import check_scope
 from service.ratelimit.policy import parse_rate_limit
+from service.results import KeyCheckResult
 
 # New keys reach the Redis directory this many at a time (one pipeline each).
 _ANNOUNCE_BATCH = 1000
@@ -327,8 +328,9 @@ async def rotate_key(
     old = await _get_model(repository, key_id)
     before = KeyRecord.of(old)
     now = _utcnow()
-    if not KeyRecord.of(old).is_active(now):
-        raise InvalidInput(f"key {key_id} is revoked, expired or disabled and cannot be rotated")
+    status = before.status(now)
+    if status is not KeyCheckResult.VALID:
+        raise InvalidInput(f"key {key_id} is {status.lower()} and cannot be rotated")
     plaintext = key_format.generate()
     new = await repository.add(
         ApiKey(

@@ -175,7 +175,7 @@ async def test_a_disabled_key_is_refused_on_every_check_route_and_admitted_when_
     # minted while it is off.
     rotated = await client.post(f"{ADMIN_KEYS}/{key_id}/rotate", headers=headers)
     assert assert_problem(rotated, 422, "VALIDATION_ERROR")["detail"] == (
-        f"key {key_id} is revoked, expired or disabled and cannot be rotated"
+        f"key {key_id} is disabled and cannot be rotated"
     )
 
     enabled = await client.patch(url, json={"enabled": True}, headers=headers)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import re
 import unicodedata
 import uuid
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ from service.errors import InvalidInput, NotFound
 from service.keys.directory import KeyEntry
 from service.keys.events import KeyChangeListener
 from service.keys.format import KeyFormat
+from service.keys.metadata import clean_metadata
 from service.keys.models import ApiKey
 from service.keys.record import KeyRecord
 from service.keys.repository import ApiKeyRepository
@@ -29,9 +28,6 @@ from service.results import KeyCheckResult
 _ANNOUNCE_BATCH = 1000
 # More keys in one call than any import or load test needs; bounds the memory of one transaction.
 MAX_BULK_KEYS = 1_000_000
-# A key's metadata travels with its record into every worker's cache and the Redis directory:
-# small enough that a million keys still fit, large enough for a plan and a few ids.
-MAX_METADATA_BYTES = 4096
 
 
 class Keep(Enum):
@@ -42,8 +38,6 @@ class Keep(Enum):
 
 
 KEEP = Keep.KEEP
-# NUL as compact JSON writes it (`\u0000` behind an even number of backslashes): jsonb has no NUL.
-_ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,25 +87,6 @@ def _clean_scopes(scopes: list[str]) -> list[str]:
 
 def _clean_rate_limit(rate_limit: str | None) -> str | None:
     return None if rate_limit is None else str(parse_rate_limit(rate_limit))
-
-
-def clean_metadata(metadata: object) -> dict[str, Any]:
-    """A JSON object of at most `MAX_METADATA_BYTES` as compact UTF-8 JSON, holding nothing
-    PostgreSQL's jsonb refuses (NUL, lone surrogates, NaN and infinities)."""
-    if not isinstance(metadata, dict):
-        raise InvalidInput(f"metadata must be a JSON object, not {type(metadata).__name__}")
-    try:
-        text = json.dumps(metadata, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        size = len(text.encode())
-    except (TypeError, ValueError) as error:  # UnicodeEncodeError is a ValueError
-        raise InvalidInput(f"metadata must be plain JSON: {error}") from None
-    if _ESCAPED_NUL.search(text):
-        raise InvalidInput("metadata must not contain NUL characters (\\u0000)")
-    if size > MAX_METADATA_BYTES:
-        raise InvalidInput(
-            f"metadata must be at most {MAX_METADATA_BYTES} bytes as compact JSON, not {size}"
-        )
-    return metadata
 
 
 def _clean_expires_at(expires_at: datetime | None) -> datetime | None:

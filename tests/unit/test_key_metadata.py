@@ -15,9 +15,9 @@ from pydantic import ValidationError
 from service.audit.service import changes
 from service.errors import InvalidInput
 from service.keys.directory import KeyEntry, decode, encode
+from service.keys.metadata import MAX_METADATA_BYTES, clean_metadata
 from service.keys.record import KeyRecord
 from service.keys.schemas import KeyCreate, KeyUpdate
-from service.keys.service import MAX_METADATA_BYTES, clean_metadata
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 RECORD = KeyRecord(

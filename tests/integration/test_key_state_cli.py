@@ -137,11 +137,6 @@ BAD_INPUT = {
         2,
         "give at most one of --expires-in, --expires-at and --no-expiry",
     ),
-    "both states": (
-        ("keys", "update", EXISTING, "--name", "y", "--enabled", "--disabled"),
-        0,
-        "",
-    ),
     "unknown key": (("keys", "disable", UNKNOWN_ID), 1, f"no key with id {UNKNOWN_ID}"),
     "malformed id": (("keys", "enable", "nope"), 1, "invalid key id 'nope'"),
 }
@@ -157,17 +152,16 @@ async def test_bad_input_is_one_line_and_writes_nothing(
         async with slots:
             return await run_cli(settings, *(existing if a == EXISTING else a for a in args))
 
-    cases = {name: case for name, case in BAD_INPUT.items() if case[1] != 0}
-    results = await asyncio.gather(*(run(args) for args, _, _ in cases.values()))
-    for (name, (_, code, says)), result in zip(cases.items(), results, strict=True):
+    results = await asyncio.gather(*(run(args) for args, _, _ in BAD_INPUT.values()))
+    for (name, (_, code, says)), result in zip(BAD_INPUT.items(), results, strict=True):
         assert "Traceback" not in result.stdout + result.stderr, name
         assert (result.returncode, len(result.stderr_lines)) == (code, 1), (name, result.stderr)
         assert result.stderr_lines[0].startswith("error: "), name
         assert says in result.stderr_lines[0], (name, result.stderr_lines[0])
     assert [action for action, _, _ in await _entries(database, existing)] == ["create"]
-    # The last of `--enabled/--disabled` wins, as click's flag pairs do.
-    last_wins = await run(BAD_INPUT["both states"][0] + ("--json",))
-    assert (_ok(last_wins)["name"], _ok(last_wins)["enabled"]) == ("y", False)
+    # Not bad input: the last of `--enabled/--disabled` wins, as with any click flag pair.
+    last_wins = _ok(await run(("keys", "update", existing, "--enabled", "--disabled", "--json")))
+    assert last_wins["enabled"] is False
 
 
 async def _set_enabled_unannounced(database: Database, key_id: uuid.UUID, enabled: bool) -> None:

@@ -102,6 +102,14 @@ async def test_metadata_round_trips_through_every_body(
         "scopes": [],
         "metadata": metadata,
     }
+    # A change is answered at once: whoami's body is cached by record, and the record changed.
+    patched = await client.patch(
+        f"{ADMIN_KEYS}/{key_id}", json={"metadata": {"plan": "team"}}, headers=headers
+    )
+    assert patched.json()["metadata"] == {"plan": "team"}
+    again = await client.get("/v1/whoami", headers=key_header(plaintext))
+    assert again.json() == {**whoami.json(), "metadata": {"plan": "team"}}
+
     plain = await _create(client, headers)
     assert plain["metadata"] == {}
     plain_whoami = await client.get("/v1/whoami", headers=key_header(plain["key"]))

@@ -13,6 +13,7 @@ WHOAMI_BODY: dict[str, object] = {
     "scopes": [],
     "rate_limit": "100000000/minute",
     "expires_at": None,
+    "metadata": {},
 }
 
 

@@ -1,4 +1,5 @@
-"""`gatekey keys ...`: create, list, show, revoke, rotate and re-limit keys."""
+"""`gatekey keys ...`: create, list, show, update, disable, enable, revoke, rotate and re-limit
+keys."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, TypeVar
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.markup import escape
@@ -25,11 +27,44 @@ from service.keys.schemas import key_json
 from service.keys.service import MAX_BULK_KEYS, IssuedKey
 
 app = typer.Typer(
-    help="Create, list, show, revoke, rotate and re-limit API keys.", no_args_is_help=True
+    help="Create, list, show, update, disable, enable, revoke, rotate and re-limit API keys.",
+    no_args_is_help=True,
 )
 T = TypeVar("T")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    """`--metadata`: a JSON object, else one usage line naming the option (exit code 2)."""
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise typer.BadParameter(f"not valid JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise typer.BadParameter('expected a JSON object such as \'{"plan": "pro"}\'')
+    return value
+
+
+def _aware_datetime(text: str) -> datetime:
+    """`--expires-at`: an ISO 8601 time naming its zone (a bare one could be any host's)."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not an ISO 8601 time") from None
+    if value.utcoffset() is None:
+        raise typer.BadParameter(f"{text!r} names no time zone: add Z or +HH:MM")
+    return value
+
+
+MetadataOpt = Annotated[
+    dict[str, Any] | None,
+    typer.Option(
+        parser=_json_object,
+        metavar="JSON",
+        help='A JSON object (at most 4096 bytes) returned on every check, e.g. \'{"plan":"pro"}\'.',
+    ),
+]
 CountOpt = Annotated[
     int | None,
     typer.Option(
@@ -68,7 +103,9 @@ def _as_dict(record: KeyRecord) -> dict[str, object]:
 
 
 def _show_records(records: list[KeyRecord]) -> None:
-    table = Table("id", "prefix", "name", "owner", "scopes", "limit", "expires", "revoked")
+    table = Table(
+        "id", "prefix", "name", "owner", "scopes", "limit", "expires", "revoked", "enabled"
+    )
     for r in records:
         cells = (
             str(r.id),
@@ -79,11 +116,19 @@ def _show_records(records: list[KeyRecord]) -> None:
             r.rate_limit or "default",
             str(r.expires_at or ""),
             str(r.revoked_at or ""),
+            "yes" if r.enabled else "no",
         )
         # Text, not str: a cell is printed as it is, never read as rich markup (a key named
         # `[/bold]` would otherwise stop the listing with a markup error).
         table.add_row(*(Text(cell) for cell in cells))
     console.print(table)
+
+
+def _show_record(record: KeyRecord, as_json: bool) -> None:
+    if as_json:
+        print_json(_as_dict(record))
+    else:
+        _show_records([record])
 
 
 def _show_issued(issued: IssuedKey, as_json: bool) -> None:
@@ -107,6 +152,7 @@ def create(
     scopes: Annotated[str, typer.Option(help="Comma-separated scopes, e.g. admin,read.")] = "",
     rate_limit: Annotated[str | None, typer.Option(help="N/second|minute|hour|day.")] = None,
     expires_in: Annotated[str | None, typer.Option(help="e.g. 30d, 12h.")] = None,
+    metadata: MetadataOpt = None,
     as_json: JsonOpt = False,
     count: CountOpt = None,
 ) -> None:
@@ -126,6 +172,7 @@ def create(
             scopes=scope_list,
             rate_limit=rate_limit,
             expires_in=expires,
+            metadata=metadata,
             listener=tools.listener,
             actor=cli_actor(),
         ),
@@ -163,10 +210,7 @@ def show(ctx: typer.Context, key_id: str, as_json: JsonOpt = False) -> None:
     """Show one key."""
     kid = _key_id(key_id)
     record = _run(ctx, lambda tools: service.get_key(session=tools.session, key_id=kid))
-    if as_json:
-        print_json(_as_dict(record))
-    else:
-        _show_records([record])
+    _show_record(record, as_json)
 
 
 @app.command()
@@ -230,3 +274,94 @@ def set_limit(ctx: typer.Context, key_id: str, rate_limit: str, as_json: JsonOpt
         print_json(_as_dict(record))
     else:
         console.print(f"{record.id} limit is now {escape(str(record.rate_limit))}")
+
+
+def _expiry(
+    expires_in: str | None, expires_at: datetime | None, no_expiry: bool
+) -> datetime | service.Keep | None:
+    """At most one of the three expiry options, as `update_key` takes it."""
+    if (expires_in is not None) + (expires_at is not None) + no_expiry > 1:
+        fail("give at most one of --expires-in, --expires-at and --no-expiry", EXIT_USAGE)
+    if expires_in is not None:
+        return datetime.now(UTC) + parse_duration(expires_in)
+    if no_expiry:
+        return None
+    return service.KEEP if expires_at is None else expires_at
+
+
+@app.command()
+def update(
+    ctx: typer.Context,
+    key_id: str,
+    name: Annotated[str | None, typer.Option(help="What the key is for.")] = None,
+    owner: Annotated[str | None, typer.Option(help="Who the key belongs to; '' for none.")] = None,
+    scopes: Annotated[
+        str | None, typer.Option(help="Comma-separated scopes, replacing all; '' for none.")
+    ] = None,
+    metadata: MetadataOpt = None,
+    expires_in: Annotated[str | None, typer.Option(help="Expire this long from now.")] = None,
+    expires_at: Annotated[
+        datetime | None,
+        typer.Option(
+            parser=_aware_datetime,
+            metavar="ISO8601",
+            help="Expire at this time, with its zone, e.g. 2030-01-01T00:00:00Z.",
+        ),
+    ] = None,
+    no_expiry: Annotated[bool, typer.Option("--no-expiry", help="Never expire.")] = False,
+    enabled: Annotated[
+        bool | None, typer.Option("--enabled/--disabled", help="Admit or refuse the key.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change the given fields of a key; the others stay as they are."""
+    kid = _key_id(key_id)
+    expiry = _expiry(expires_in, expires_at, no_expiry)
+    scope_list = None if scopes is None else [s.strip() for s in scopes.split(",") if s.strip()]
+    record = _run(
+        ctx,
+        lambda tools: service.update_key(
+            session=tools.session,
+            key_id=kid,
+            name=name,
+            owner=owner,
+            scopes=scope_list,
+            metadata=metadata,
+            enabled=enabled,
+            expires_at=expiry,
+            listener=tools.listener,
+            actor=cli_actor(),
+        ),
+    )
+    _show_record(record, as_json)
+
+
+def _set_enabled(ctx: typer.Context, key_id: str, enabled: bool, as_json: bool) -> None:
+    kid = _key_id(key_id)
+    record = _run(
+        ctx,
+        lambda tools: service.update_key(
+            session=tools.session,
+            key_id=kid,
+            enabled=enabled,
+            listener=tools.listener,
+            actor=cli_actor(),
+        ),
+    )
+    if as_json:
+        print_json(_as_dict(record))
+    else:
+        state = "enabled" if record.enabled else "disabled"
+        console.print(f"{state} {record.id} ({escape(record.display_prefix)})")
+
+
+@app.command()
+def disable(ctx: typer.Context, key_id: str, as_json: JsonOpt = False) -> None:
+    """Refuse a key (DISABLED) until it is enabled again; unlike revoke, reversible."""
+    _set_enabled(ctx, key_id, False, as_json)
+
+
+@app.command()
+def enable(ctx: typer.Context, key_id: str, as_json: JsonOpt = False) -> None:
+    """Admit a disabled key again."""
+    _set_enabled(ctx, key_id, True, as_json)

@@ -28,8 +28,11 @@ from service.results import KeyCheckResult
 logger = logging.getLogger("gatekey.api")
 
 PROBLEM_JSON = "application/problem+json"
+# Every other rejection is 401: no usable credential. A disabled key is one, known and authentic,
+# that an admin has switched off for now: refused (403) rather than challenged, as FORBIDDEN is.
 _KEY_STATUS = {
     KeyCheckResult.FORBIDDEN: 403,
+    KeyCheckResult.DISABLED: 403,
     KeyCheckResult.RATE_LIMITED: 429,
     KeyCheckResult.RATE_LIMITER_UNAVAILABLE: 503,
 }

@@ -24,7 +24,11 @@ AUDITED_FIELDS = (
     "expires_at",
     "revoked_at",
     "replaced_by_id",
+    "metadata",
+    "enabled",
 )
+# What a new key holds when a field is left out: not recorded on create (nothing was set).
+_UNSET_ON_CREATE: dict[str, object] = {"scopes": (), "metadata": {}, "enabled": True}
 MAX_PAGE = 1000
 
 
@@ -72,7 +76,7 @@ def changes(before: KeyRecord | None, after: KeyRecord) -> dict[str, Any]:
     for field in AUDITED_FIELDS:
         old = None if before is None else getattr(before, field)
         new = getattr(after, field)
-        if old != new and not (before is None and new in (None, ())):
+        if old != new and not (before is None and new == _UNSET_ON_CREATE.get(field)):
             diff[field] = {"from": _json(old), "to": _json(new)}
     return diff
 

@@ -63,6 +63,7 @@ async def create_key(
         scopes=body.scopes,
         rate_limit=body.rate_limit,
         expires_in=parse_duration(body.expires_in) if body.expires_in else None,
+        metadata=body.metadata,
         listener=state.key_events,
         actor=key_actor(admin.record.id),
     )
@@ -79,8 +80,11 @@ async def show_key(key_id: uuid.UUID, admin: AdminDep, session: SessionDep) -> K
 async def update_key(
     key_id: uuid.UUID, body: KeyUpdate, admin: AdminDep, session: SessionDep, state: StateDep
 ) -> KeyOut:
-    """Change name, owner, scopes or rate limit (admin scopes need `admin:grant`)."""
+    """Change name, owner, scopes, rate limit, metadata, expiry or enabled (admin scopes need
+    `admin:grant`). A field left out stays as it is; `"expires_at": null` removes the expiry."""
     _require_grant(admin, body.scopes or ())
+    # Merge-patch (RFC 7396): only a field sent is changed, and null there clears the expiry.
+    expires_at = body.expires_at if "expires_at" in body.model_fields_set else service.KEEP
     record = await service.update_key(
         session=session,
         key_id=key_id,
@@ -88,6 +92,9 @@ async def update_key(
         owner=body.owner,
         scopes=body.scopes,
         rate_limit=body.rate_limit,
+        metadata=body.metadata,
+        enabled=body.enabled,
+        expires_at=expires_at,
         listener=state.key_events,
         actor=key_actor(admin.record.id),
     )

@@ -167,7 +167,7 @@ def document_fast_routes(openapi: dict[str, Any]) -> dict[str, Any]:
     """Add the fast routes to an OpenAPI document (they bypass FastAPI, so it cannot see them)."""
     key_auth: list[dict[str, list[str]]] = [{"ApiKeyHeader": []}, {"BearerKey": []}]
     problem = {"description": "problem+json with a stable `code`"}
-    errors = {"401": problem, "429": problem, "503": problem}
+    errors = {"401": problem, "403": problem, "429": problem, "503": problem}
     openapi.setdefault("components", {}).setdefault("securitySchemes", {}).update(
         {
             "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
@@ -189,7 +189,6 @@ def document_fast_routes(openapi: dict[str, Any]) -> dict[str, Any]:
                 "200": {
                     "description": "valid: X-Gatekey-Key-Id, X-Gatekey-Owner, X-Gatekey-Scopes"
                 },
-                "403": problem,
                 "422": problem,
                 **errors,
             },

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     ARRAY,
     BigInteger,
+    Boolean,
     DateTime,
     FetchedValue,
     ForeignKey,
@@ -17,6 +19,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.db import Base
@@ -44,6 +47,11 @@ class ApiKey(Base):
         Uuid, ForeignKey("api_keys.id", ondelete="SET NULL")
     )
     created_by: Mapped[str | None] = mapped_column(String(200))
+    # Declarative reserves the attribute name `metadata`; the column keeps it (`KeyRecord.of`).
+    key_metadata: Mapped[dict[str, Any]] = mapped_column(
+        "metadata", JSONB, server_default=text("'{}'::jsonb")
+    )
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     # Bumped by the database on every change to the fields above (not on `last_used_at`): the
     # key-change feed and the Redis key directory order states of a key by it.
     version: Mapped[int] = mapped_column(

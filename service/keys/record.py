@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Self
 
@@ -35,25 +35,38 @@ class KeyRecord:
     # Who minted it (an acting key's id, or `cli:` and the OS user); keys older than the audit
     # log have none.
     created_by: str | None
+    # The owner's own JSON object (plan, tenant...), handed back on every successful check; never
+    # mutated once read. Left out of the hash (a dict has none): equal records still hash equal.
+    metadata: dict[str, Any] = field(hash=False)
+    # False refuses the key (`DISABLED`) until it is enabled again; unlike revocation, reversible.
+    enabled: bool
 
     @classmethod
     def of(cls, source: object, **extra: Any) -> Self:
         """Every field read by name off `source` (an `ApiKey` row, or a record being re-typed as
         an API body), plus `extra` for a subclass's own fields."""
-        values = {name: getattr(source, name) for name in _FIELD_NAMES}
+        names = _MAPPED_NAMES if hasattr(type(source), "__mapper__") else _NAMES
+        values = {name: getattr(source, attribute) for name, attribute in names}
         values["scopes"] = tuple(values["scopes"])
         return cls(**values, **extra)
 
     def status(self, now: datetime) -> KeyCheckResult:
-        """`VALID`, `REVOKED` or `EXPIRED` at `now` (revocation wins when both apply)."""
+        """`VALID`, `REVOKED`, `EXPIRED` or `DISABLED` at `now`: the first that applies of the
+        last three, so a key that enabling would not bring back never answers `DISABLED`."""
         if self.revoked_at is not None and self.revoked_at <= now:
             return KeyCheckResult.REVOKED
         if self.expires_at is not None and self.expires_at <= now:
             return KeyCheckResult.EXPIRED
+        if not self.enabled:
+            return KeyCheckResult.DISABLED
         return KeyCheckResult.VALID
 
     def is_active(self, now: datetime) -> bool:
         return self.status(now) is KeyCheckResult.VALID
 
 
-_FIELD_NAMES = tuple(field.name for field in fields(KeyRecord))
+# Declarative reserves `metadata` on a mapped class: there (and only there: table rows and
+# records use the column's name) the attribute is `key_metadata`.
+MAPPED_ATTRIBUTES = {"metadata": "key_metadata"}
+_NAMES = tuple((each.name, each.name) for each in fields(KeyRecord))
+_MAPPED_NAMES = tuple((name, MAPPED_ATTRIBUTES.get(name, name)) for name, _ in _NAMES)

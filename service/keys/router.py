@@ -34,6 +34,7 @@ def _result(
         key_id=record.id,
         owner=record.owner,
         scopes=list(record.scopes),
+        metadata=record.metadata,
         ratelimit=_ratelimit_info(decision),
     )
 

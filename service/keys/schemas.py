@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationInfo, field_validator
 
 from service.keys.record import KeyRecord
 from service.keys.scopes import MAX_REQUIRED_SCOPES
@@ -34,6 +34,9 @@ def key_json(record: KeyRecord) -> dict[str, Any]:
     return body
 
 
+_METADATA = "a JSON object of at most 4096 bytes as compact JSON, returned on every check"
+
+
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
@@ -41,6 +44,7 @@ class KeyCreate(BaseModel):
     scopes: list[str] = Field(default_factory=list, max_length=50)
     rate_limit: str | None = Field(None, max_length=32, examples=["100/minute"])
     expires_in: str | None = Field(None, max_length=32, examples=["30d"])
+    metadata: dict[str, Any] = Field(default_factory=dict, description=_METADATA)
 
 
 class KeyUpdate(BaseModel):
@@ -49,6 +53,23 @@ class KeyUpdate(BaseModel):
     owner: str | None = Field(None, max_length=200)
     scopes: list[str] | None = Field(None, max_length=50)
     rate_limit: str | None = Field(None, max_length=32)
+    metadata: dict[str, Any] | None = Field(None, description=_METADATA + "; replaces the whole")
+    enabled: bool | None = Field(
+        None, strict=True, description="false refuses the key (DISABLED) until true"
+    )
+    expires_at: datetime | None = Field(
+        None,
+        description="ISO 8601 with a time zone; null: never expires; left out: unchanged",
+        examples=["2030-01-01T00:00:00Z"],
+    )
+
+    @field_validator("metadata", "enabled")
+    @classmethod
+    def _not_null(cls, value: object, info: ValidationInfo) -> object:
+        # Left out leaves the field as it is; an explicit null has no meaning for these two.
+        if value is None:
+            raise ValueError(f"{info.field_name} cannot be null; leave it out to keep it")
+        return value
 
 
 class KeyRotate(BaseModel):
@@ -77,6 +98,7 @@ class VerifyResult(BaseModel):
     key_id: uuid.UUID | None = None
     owner: str | None = None
     scopes: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] | None = None
     ratelimit: RateLimitInfo | None = None
 
 
@@ -91,6 +113,7 @@ class WhoAmI(BaseModel):
     scopes: list[str]
     rate_limit: str
     expires_at: datetime | None
+    metadata: dict[str, Any]
 
     @classmethod
     def of(cls, record: KeyRecord, rate_limit: str) -> WhoAmI:

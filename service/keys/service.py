@@ -6,6 +6,8 @@ import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import Enum
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,16 +16,28 @@ from service.errors import InvalidInput, NotFound
 from service.keys.directory import KeyEntry
 from service.keys.events import KeyChangeListener
 from service.keys.format import KeyFormat
+from service.keys.metadata import clean_metadata
 from service.keys.models import ApiKey
 from service.keys.record import KeyRecord
 from service.keys.repository import ApiKeyRepository
 from service.keys.scopes import check_scope
 from service.ratelimit.policy import parse_rate_limit
+from service.results import KeyCheckResult
 
 # New keys reach the Redis directory this many at a time (one pipeline each).
 _ANNOUNCE_BATCH = 1000
 # More keys in one call than any import or load test needs; bounds the memory of one transaction.
 MAX_BULK_KEYS = 1_000_000
+
+
+class Keep(Enum):
+    """A field argument meaning "leave it as it is", where `None` is a value of its own (a key
+    that never expires)."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +89,16 @@ def _clean_rate_limit(rate_limit: str | None) -> str | None:
     return None if rate_limit is None else str(parse_rate_limit(rate_limit))
 
 
+def _clean_expires_at(expires_at: datetime | None) -> datetime | None:
+    """In UTC, as every stored time is read back: the answer to the update says what a later
+    read says."""
+    if expires_at is None:
+        return None
+    if expires_at.utcoffset() is None:
+        raise InvalidInput("expires_at must name its time zone, e.g. 2030-01-01T00:00:00Z")
+    return expires_at.astimezone(UTC)
+
+
 async def _get_model(repository: ApiKeyRepository, key_id: uuid.UUID) -> ApiKey:
     key = await repository.get(key_id, for_update=True)
     if key is None:
@@ -122,6 +146,7 @@ async def create_key(
     scopes: list[str] | None = None,
     rate_limit: str | None = None,
     expires_in: timedelta | None = None,
+    metadata: dict[str, Any] | None = None,
     listener: KeyChangeListener | None = None,
     actor: str,
 ) -> IssuedKey:
@@ -135,6 +160,7 @@ async def create_key(
         scopes=scopes,
         rate_limit=rate_limit,
         expires_in=expires_in,
+        metadata=metadata,
         listener=listener,
     )
     return issued
@@ -150,6 +176,7 @@ async def create_keys(
     scopes: list[str] | None = None,
     rate_limit: str | None = None,
     expires_in: timedelta | None = None,
+    metadata: dict[str, Any] | None = None,
     listener: KeyChangeListener | None = None,
     actor: str,
 ) -> list[IssuedKey]:
@@ -164,6 +191,7 @@ async def create_keys(
         "rate_limit": _clean_rate_limit(rate_limit),
         "expires_at": _utcnow() + expires_in if expires_in is not None else None,
         "created_by": actor,
+        "metadata": clean_metadata({} if metadata is None else metadata),
     }
     plaintexts = [key_format.generate() for _ in range(count)]
     rows = [
@@ -216,14 +244,24 @@ async def update_key(
     owner: str | None = None,
     scopes: list[str] | None = None,
     rate_limit: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    enabled: bool | None = None,
+    expires_at: datetime | Keep | None = KEEP,
     listener: KeyChangeListener | None = None,
     actor: str,
     action: AuditAction = AuditAction.UPDATE,
 ) -> KeyRecord:
-    """Change the given fields; `None` leaves a field as it is. `action` names the change in the
-    audit log (`set-limit` for the CLI command of that name)."""
+    """Change the given fields; `None` leaves a field as it is, but `expires_at`, where `None`
+    means "never expires" and `KEEP` leaves it. `metadata` replaces the whole object. `action`
+    names the change in the audit log (`set-limit` for the CLI command of that name)."""
     model = await _get_model(ApiKeyRepository(session), key_id)
     before = KeyRecord.of(model)
+    if metadata is not None:
+        model.key_metadata = clean_metadata(metadata)
+    if enabled is not None:
+        model.enabled = enabled
+    if not isinstance(expires_at, Keep):
+        model.expires_at = _clean_expires_at(expires_at)
     if name is not None:
         model.name = _clean_name(name)
     if owner is not None:
@@ -265,8 +303,9 @@ async def rotate_key(
     old = await _get_model(repository, key_id)
     before = KeyRecord.of(old)
     now = _utcnow()
-    if not KeyRecord.of(old).is_active(now):
-        raise InvalidInput(f"key {key_id} is revoked or expired and cannot be rotated")
+    status = before.status(now)
+    if status is not KeyCheckResult.VALID:
+        raise InvalidInput(f"key {key_id} is {status.lower()} and cannot be rotated")
     plaintext = key_format.generate()
     new = await repository.add(
         ApiKey(
@@ -277,6 +316,7 @@ async def rotate_key(
             scopes=list(old.scopes),
             rate_limit=old.rate_limit,
             expires_at=old.expires_at,
+            key_metadata=old.key_metadata,
             created_by=actor,
         )
     )

@@ -166,6 +166,7 @@ async def test_verify_with_required_scopes(
         "key_id": key_id,
         "owner": owner,
         "scopes": ["read"],
+        "metadata": {},
         "ratelimit": {"limit": 5, "remaining": 3, "reset": refused.json()["ratelimit"]["reset"]},
     }
     assert _remaining(refused) == 3

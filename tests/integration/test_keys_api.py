@@ -116,6 +116,7 @@ async def test_cli_created_key_validates_on_the_async_endpoints(
         "scopes": ["read", "write"],
         "rate_limit": "50/minute",
         "expires_at": None,
+        "metadata": {},
     }
     assert whoami.headers["ratelimit-limit"] == "50"
     assert whoami.headers["ratelimit-remaining"] == "49"
@@ -239,6 +240,7 @@ async def test_malformed_key_is_rejected_without_sql(
         "key_id": None,
         "owner": None,
         "scopes": [],
+        "metadata": None,
         "ratelimit": None,
     }
     assert statements == []
@@ -287,6 +289,7 @@ async def test_verify_reports_each_outcome_with_200(
         "key_id": key_id,
         "owner": owner,
         "scopes": ["read"],
+        "metadata": {},
         "ratelimit": {"limit": 2, "remaining": 1, "reset": 30},
     }
     assert (second["valid"], second["code"], second["ratelimit"]["remaining"]) == (True, "VALID", 0)

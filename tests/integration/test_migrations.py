@@ -59,6 +59,17 @@ async def _columns(settings: Settings, table: str, name: str) -> list[str]:
         await engine.dispose()
 
 
+async def _execute(settings: Settings, statement: str) -> list[tuple[object, ...]]:
+    """Run one statement in its own transaction; the rows it returns, if any."""
+    engine = create_async_engine(settings.database_url, poolclass=pool.NullPool)
+    try:
+        async with engine.begin() as connection:
+            result = await connection.execute(text(statement))
+            return [tuple(row) for row in result] if result.returns_rows else []
+    finally:
+        await engine.dispose()
+
+
 async def _database_exists(settings: Settings) -> bool:
     url = make_url(settings.database_url)
     engine = create_async_engine(url.set(database="postgres"), poolclass=pool.NullPool)
@@ -89,8 +100,27 @@ async def test_upgrade_downgrade_upgrade_with_check(scratch: Settings) -> None:
     assert "schema at head, no drift" in _ok(await run_cli(scratch, "db", "check"))
     assert f"current: {head}  head: {head}" in _ok(await run_cli(scratch, "db", "current"))
 
+    # Key metadata and state on their own: down drops both columns, up adds them again with
+    # their defaults on a key that existed before.
+    assert head == "0008_key_metadata_state"
+    for column in ("metadata", "enabled"):
+        assert await _columns(scratch, "api_keys", column) == [column]
+    _ok(await run_cli(scratch, "db", "downgrade", "0004_audit_log"))
+    for column in ("metadata", "enabled"):
+        assert await _columns(scratch, "api_keys", column) == []
+    await _execute(
+        scratch,
+        "INSERT INTO api_keys (id, key_hash, display_prefix, name) "
+        "VALUES (gen_random_uuid(), repeat('0', 64), 'gk_older', 'older')",
+    )
+    _ok(await run_cli(scratch, "db", "upgrade"))
+    assert await _execute(scratch, "SELECT metadata = '{}'::jsonb, enabled FROM api_keys") == [
+        (True, True)
+    ]
+    assert "schema at head, no drift" in _ok(await run_cli(scratch, "db", "check"))
+    await _execute(scratch, "DELETE FROM api_keys")
+
     # The audit log's revision on its own: down removes exactly what it added, up restores it.
-    assert head == "0004_audit_log"
     assert await _columns(scratch, "api_keys", "created_by") == ["created_by"]
     _ok(await run_cli(scratch, "db", "downgrade", "0003_api_key_versions"))
     assert "audit_log" not in await _tables(scratch)

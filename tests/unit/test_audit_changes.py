@@ -23,6 +23,8 @@ RECORD = KeyRecord(
     last_used_at=None,
     replaced_by_id=None,
     created_by="cli:alice",
+    metadata={},
+    enabled=True,
 )
 
 

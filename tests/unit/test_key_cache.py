@@ -34,6 +34,8 @@ def _record(n: int = 1) -> KeyRecord:
         last_used_at=None,
         replaced_by_id=None,
         created_by=None,
+        metadata={},
+        enabled=True,
     )
 
 

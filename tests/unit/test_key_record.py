@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import inspect
 
 from service.keys.models import ApiKey
-from service.keys.record import KeyRecord
+from service.keys.record import MAPPED_ATTRIBUTES, KeyRecord
+from service.keys.schemas import KeyOut
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 TICK = timedelta(microseconds=1)
 
 
-def _record(*, expires_at: datetime | None = None, revoked_at: datetime | None = None) -> KeyRecord:
+def _record(
+    *,
+    expires_at: datetime | None = None,
+    revoked_at: datetime | None = None,
+    enabled: bool = True,
+) -> KeyRecord:
     return KeyRecord(
         id=uuid.UUID(int=1),
         name="ci",
@@ -30,6 +36,8 @@ def _record(*, expires_at: datetime | None = None, revoked_at: datetime | None =
         last_used_at=None,
         replaced_by_id=None,
         created_by=None,
+        metadata={"plan": "pro"},
+        enabled=enabled,
     )
 
 
@@ -56,6 +64,39 @@ def test_status_at_injected_time(
     record = _record(expires_at=expires_at, revoked_at=revoked_at)
     assert record.status(at) == status
     assert record.is_active(at) is (status == "VALID")
+
+
+@pytest.mark.parametrize(
+    ("expires_at", "revoked_at", "status"),
+    [
+        (None, None, "DISABLED"),
+        (NOW + TICK, NOW + TICK, "DISABLED"),  # in a rotation's grace: still only disabled
+        (NOW, None, "EXPIRED"),  # enabling would not bring these back: their own code wins
+        (None, NOW, "REVOKED"),
+        (NOW, NOW, "REVOKED"),
+    ],
+)
+def test_a_disabled_key_says_disabled_only_while_enabling_would_admit_it(
+    expires_at: datetime | None, revoked_at: datetime | None, status: str
+) -> None:
+    record = _record(expires_at=expires_at, revoked_at=revoked_at, enabled=False)
+    assert record.status(NOW) == status
+    assert not record.is_active(NOW)
+
+
+def test_equal_records_hash_equal_and_metadata_still_tells_records_apart() -> None:
+    """The fast path keys whoami bodies by record: a dict field must not break the hash, and
+    a metadata change must not serve the old body."""
+    record = _record()
+    same = replace(record, metadata={"plan": "pro"})
+    other = replace(record, metadata={"plan": "free"})
+    assert record == same
+    assert hash(record) == hash(same)
+    assert record != other
+    bodies = {(record, "10/second"): "pro body"}
+    assert bodies[(same, "10/second")] == "pro body"
+    assert (other, "10/second") not in bodies
+    assert replace(record, enabled=False) != record
 
 
 def test_same_record_changes_status_as_time_passes() -> None:
@@ -86,6 +127,8 @@ def test_of_copies_every_field_and_freezes_scopes() -> None:
         last_used_at=NOW,
         replaced_by_id=successor,
         created_by="cli:alice",
+        key_metadata={"plan": "pro"},
+        enabled=False,
     )
     record = KeyRecord.of(model)
     assert record == KeyRecord(
@@ -101,7 +144,10 @@ def test_of_copies_every_field_and_freezes_scopes() -> None:
         last_used_at=NOW,
         replaced_by_id=successor,
         created_by="cli:alice",
+        metadata={"plan": "pro"},
+        enabled=False,
     )
+    assert KeyRecord.of(KeyOut.of(record)) == record  # re-read by field name, as the API does
     assert not hasattr(record, "key_hash")
     # The fast path keys its cached bodies by record: an equal record built again must find them.
     assert {record: "body"}[KeyRecord.of(model)] == "body"
@@ -115,4 +161,9 @@ def test_record_declares_every_column_of_the_table_but_the_hash_and_the_change_s
     """
     columns = {attribute.key for attribute in inspect(ApiKey).column_attrs}
     bookkeeping = {"key_hash", "version", "changed_at"}
-    assert columns - bookkeeping == {field.name for field in fields(KeyRecord)}
+    attributes = {MAPPED_ATTRIBUTES.get(field.name, field.name) for field in fields(KeyRecord)}
+    assert columns - bookkeeping == attributes
+    # The table's own names are the record's: rows of the table are read as records too.
+    assert {column.name for column in ApiKey.__table__.columns} - bookkeeping == {
+        field.name for field in fields(KeyRecord)
+    }

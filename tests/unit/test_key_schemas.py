@@ -25,13 +25,15 @@ RECORD = KeyRecord(
     last_used_at=None,
     replaced_by_id=uuid.UUID(int=2),
     created_by="cli:alice",
+    metadata={"plan": "pro", "seats": [1, 2.5, None]},
+    enabled=True,
 )
 KEY_BODY = (
     '{"id":"00000000-0000-0000-0000-000000000001","name":"ci","display_prefix":"gk_abcdefgh",'
     '"owner":null,"scopes":["admin","read"],"rate_limit":null,'
     '"created_at":"2025-03-01T12:00:00Z","expires_at":"2025-03-31T12:00:00Z",'
     '"revoked_at":null,"last_used_at":null,"replaced_by_id":"00000000-0000-0000-0000-000000000002",'
-    '"created_by":"cli:alice"'
+    '"created_by":"cli:alice","metadata":{"plan":"pro","seats":[1,2.5,null]},"enabled":true'
 )
 
 
@@ -52,5 +54,5 @@ def test_whoami_shows_its_part_of_the_record_with_the_limit_in_force() -> None:
     assert WhoAmI.of(RECORD, "1000/minute").model_dump_json() == (
         '{"id":"00000000-0000-0000-0000-000000000001","name":"ci","display_prefix":"gk_abcdefgh",'
         '"owner":null,"scopes":["admin","read"],"rate_limit":"1000/minute",'
-        '"expires_at":"2025-03-31T12:00:00Z"}'
+        '"expires_at":"2025-03-31T12:00:00Z","metadata":{"plan":"pro","seats":[1,2.5,null]}}'
     )

@@ -41,6 +41,8 @@ RECORD = KeyRecord(
     last_used_at=None,
     replaced_by_id=None,
     created_by=None,
+    metadata={},
+    enabled=True,
 )
 LIMITED = RateLimitDecision(
     allowed=False,
@@ -75,6 +77,7 @@ def _body(response: object) -> dict[str, object]:
         (KeyRejected(KeyCheckResult.NOT_FOUND, "unknown"), 401, "NOT_FOUND"),
         (KeyRejected(KeyCheckResult.REVOKED, "revoked"), 401, "REVOKED"),
         (KeyRejected(KeyCheckResult.EXPIRED, "expired"), 401, "EXPIRED"),
+        (KeyRejected(KeyCheckResult.DISABLED, "disabled"), 403, "DISABLED"),
         (Forbidden("needs admin"), 403, "FORBIDDEN"),
         (NotFound("no key"), 404, "NOT_FOUND"),
         (InvalidInput("bad limit"), 422, "VALIDATION_ERROR"),
@@ -122,6 +125,13 @@ def test_401_asks_for_a_bearer_token(code: KeyCheckResult) -> None:
     response = error_response(KeyRejected(code, "no"))
     assert response.headers["www-authenticate"] == "Bearer"
     assert "retry-after" not in response.headers
+
+
+def test_a_disabled_key_is_refused_not_asked_for_again() -> None:
+    """403 without a challenge: the key is known and authentic, another one is not what is
+    missing; an admin enabling it is."""
+    response = error_response(KeyRejected(KeyCheckResult.DISABLED, "the API key is disabled"))
+    assert "www-authenticate" not in response.headers
 
 
 @pytest.mark.parametrize("error", [DatabaseUnavailable("down"), LimiterUnavailable()])

@@ -11,6 +11,7 @@ from sqlalchemy import (
     ARRAY,
     ColumnElement,
     Row,
+    Select,
     String,
     Table,
     any_,
@@ -101,21 +102,37 @@ class ApiKeyRepository:
         limit: int,
         now: datetime,
     ) -> Sequence[ApiKey]:
-        """At most `limit` keys in `(created_at, id)` order, strictly after `after`: keyset
-        pagination, so each page costs the same and a page never shifts under inserts. Migration
-        0009 indexes every shape (see docs/api.md for the plans)."""
-        order = (ApiKey.created_at, ApiKey.id)
-        statement = select(ApiKey).where(*_in_state(state, now)).order_by(*order).limit(limit)
-        if owner is not None:
-            statement = statement.where(ApiKey.owner == owner)
-        if name_prefix is not None:
-            statement = statement.where(ApiKey.name.like(like_prefix(name_prefix)))
-        if after is not None:
-            statement = statement.where(tuple_(*order) > tuple_(after.created_at, after.id))
+        """At most `limit` keys in `(created_at, id)` order, strictly after `after`."""
+        statement = page_query(
+            owner=owner, name_prefix=name_prefix, state=state, after=after, limit=limit, now=now
+        )
         return (await self.session.execute(statement)).scalars().all()
 
     async def flush(self) -> None:
         await self.session.flush()
+
+
+def page_query(
+    *,
+    owner: str | None,
+    name_prefix: str | None,
+    state: KeyState,
+    after: KeyCursor | None,
+    limit: int,
+    now: datetime,
+) -> Select[ApiKey]:
+    """The listing's statement: keyset pagination, so every page costs the same and none shifts
+    under inserts. Migration 0009 indexes each shape; tests/integration/test_key_listing_plans.py
+    shows their plans at a million keys."""
+    order = (ApiKey.created_at, ApiKey.id)
+    statement = select(ApiKey).where(*_in_state(state, now)).order_by(*order).limit(limit)
+    if owner is not None:
+        statement = statement.where(ApiKey.owner == owner)
+    if name_prefix is not None:
+        statement = statement.where(ApiKey.name.like(like_prefix(name_prefix)))
+    if after is not None:
+        statement = statement.where(tuple_(*order) > tuple_(after.created_at, after.id))
+    return statement
 
 
 def _in_state(state: KeyState, now: datetime) -> list[ColumnElement[bool]]:

@@ -145,7 +145,7 @@ def _cursor(text: str | None) -> KeyCursor | None:
     try:
         return KeyCursor.decode(text)
     except InvalidInput as exc:
-        raise typer.BadParameter(exc.message) from None
+        raise typer.BadParameter(exc.message, param_hint="'--cursor'") from None
 
 
 def _show_page(page: KeyPage, as_json: bool) -> None:
@@ -191,7 +191,7 @@ def list_(
     try:
         wanted = listing_state(state, include_inactive=include_inactive)
     except InvalidInput as exc:
-        fail(exc.message, EXIT_USAGE)
+        raise typer.BadParameter(exc.message, param_hint="'--all'") from None
 
     async def pages(tools: KeyTools) -> None:
         position = after

@@ -56,6 +56,17 @@ BAD_INPUT = {
     ),
     "unknown command": BadInput(("keys", "delete"), 2, "No such command 'delete'."),
     "unknown option": BadInput(("keys", "list", "--sort", "name"), 2, "No such option: --sort"),
+    "--limit 0": BadInput(
+        ("keys", "list", "--limit", "0"), 2, "'--limit': Input should be greater than or equal to 1"
+    ),
+    "garbled --cursor": BadInput(
+        ("keys", "list", "--cursor", "bm9wZQ"),
+        2,
+        "Invalid value for '--cursor': cursor: not a cursor",
+    ),
+    "--all and --state": BadInput(
+        ("keys", "list", "--all", "--state", "revoked"), 2, "'--all': all: `all` means state=all"
+    ),
     "option without value": BadInput(
         ("keys", "create", "--name"), 2, "Option '--name' requires an argument."
     ),

@@ -174,7 +174,8 @@ def list_(
         str | None, typer.Option(help="Only names starting with this (as typed; no wildcards).")
     ] = None,
     state: Annotated[
-        KeyState | None, typer.Option(help="Keys in this state [default: active].")
+        KeyState | None,
+        typer.Option(help="Only keys in this state [default: active]."),
     ] = None,
     include_inactive: Annotated[bool, typer.Option("--all", help="Same as --state all.")] = False,
     limit: Annotated[int, typer.Option(min=1, max=MAX_PAGE, help="Keys per page.")] = DEFAULT_PAGE,

@@ -18,7 +18,7 @@ from service.errors import InvalidInput
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
-# A cursor is ~45 characters; anything much longer is not one of ours (and is not decoded).
+# A cursor is at most 72 characters; anything longer is not one of ours (and is not decoded).
 MAX_CURSOR_LENGTH = 100
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

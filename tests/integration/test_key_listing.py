@@ -211,10 +211,12 @@ async def test_paging_while_keys_are_created_shows_each_existing_key_once(
 
     async def pager() -> list[str]:
         listed: list[str] = []
-        cursor = None
+        cursor: str | None = None
         while True:
             await until_created(len(created) + 1)
-            params = {"owner": owner, "limit": 7} | ({} if cursor is None else {"cursor": cursor})
+            params = {"owner": owner, "limit": "7"}
+            if cursor is not None:
+                params["cursor"] = cursor
             page = (await client.get(KEYS, params=params, headers=admin)).json()
             listed += [key["id"] for key in page["keys"]]
             cursor = page["next_cursor"]

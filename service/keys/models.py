@@ -21,7 +21,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from service.db import Base
 
-# The listing's indexes (migration 0009), one per query shape of `ApiKeyRepository.page`, each
+# The listing's indexes (migration 0009), one per query shape of `repository.page_query`, each
 # ending in its `(created_at, id)` order so a page is read in order and stops at its limit.
 LISTING_INDEXES = (
     Index("ix_api_keys_created_at_id", "created_at", "id"),

@@ -154,7 +154,8 @@ def _show_page(page: KeyPage, as_json: bool) -> None:
         return
     _show_records(page.keys)
     if page.next_cursor is not None:
-        console.print(Text(f"more: --cursor {page.next_cursor}"))
+        # One line however narrow the terminal: the cursor is copied whole.
+        console.print(Text(f"more: --cursor {page.next_cursor}"), soft_wrap=True)
 
 
 def _stream_page(page: KeyPage, as_json: bool) -> None:

@@ -19,12 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cli.common import EXIT_USAGE, console, fail, print_json, run_in_session
 from service.audit.service import AuditAction, cli_actor
 from service.durations import parse_duration
+from service.errors import InvalidInput
 from service.keys import service
 from service.keys.events import RedisKeyChangePublisher
 from service.keys.format import KeyFormat
+from service.keys.listing import DEFAULT_PAGE, MAX_PAGE, KeyCursor, KeyState, listing_state
 from service.keys.record import KeyRecord
 from service.keys.schemas import key_json
-from service.keys.service import MAX_BULK_KEYS, IssuedKey
+from service.keys.service import MAX_BULK_KEYS, IssuedKey, KeyPage
 
 app = typer.Typer(
     help="Create, list, show, update, disable, enable, revoke, rotate and re-limit API keys.",
@@ -183,26 +185,85 @@ def create(
         _print_minted(issued)
 
 
+def _cursor(text: str | None) -> KeyCursor | None:
+    """`--cursor` read at parse time: a garbled one is a usage error (one line, exit 2)."""
+    if text is None:
+        return None
+    try:
+        return KeyCursor.decode(text)
+    except InvalidInput as exc:
+        raise typer.BadParameter(exc.message, param_hint="'--cursor'") from None
+
+
+def _show_page(page: KeyPage, as_json: bool) -> None:
+    if as_json:
+        print_json({"keys": [_as_dict(r) for r in page.keys], "next_cursor": page.next_cursor})
+        return
+    _show_records(page.keys)
+    if page.next_cursor is not None:
+        # One line however narrow the terminal: the cursor is copied whole.
+        console.print(Text(f"more: --cursor {page.next_cursor}"), soft_wrap=True)
+
+
+def _stream_page(page: KeyPage, as_json: bool) -> None:
+    """`--all-pages`: JSON Lines (a consumer reads a million keys without one huge array), or a
+    table a page."""
+    if as_json:
+        typer.echo("\n".join(json.dumps(_as_dict(r)) for r in page.keys))
+    elif page.keys:
+        _show_records(page.keys)
+
+
 @app.command("list")
 def list_(
     ctx: typer.Context,
     owner: Annotated[str | None, typer.Option(help="Only this owner's keys.")] = None,
-    include_inactive: Annotated[
-        bool, typer.Option("--all", help="Add revoked and expired keys.")
+    name_prefix: Annotated[
+        str | None, typer.Option(help="Only names starting with this (as typed; no wildcards).")
+    ] = None,
+    state: Annotated[
+        KeyState | None,
+        typer.Option(help="Only keys in this state [default: active]."),
+    ] = None,
+    include_inactive: Annotated[bool, typer.Option("--all", help="Same as --state all.")] = False,
+    limit: Annotated[int, typer.Option(min=1, max=MAX_PAGE, help="Keys per page.")] = DEFAULT_PAGE,
+    cursor: Annotated[
+        str | None, typer.Option(help="Resume after the page that printed this `more:` cursor.")
+    ] = None,
+    all_pages: Annotated[
+        bool, typer.Option("--all-pages", help="Every page, streamed (--json: one key a line).")
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """List active keys (`--all` adds revoked and expired ones)."""
-    records = _run(
-        ctx,
-        lambda tools: service.list_keys(
-            session=tools.session, owner=owner, include_inactive=include_inactive
-        ),
-    )
-    if as_json:
-        print_json([_as_dict(r) for r in records])
-    else:
-        _show_records(records)
+    """List keys in creation order, a page at a time (active ones unless --state says so)."""
+    after = _cursor(cursor)
+    try:
+        wanted = listing_state(state, include_inactive=include_inactive)
+    except InvalidInput as exc:
+        raise typer.BadParameter(exc.message, param_hint="'--all'") from None
+
+    async def pages(tools: KeyTools) -> None:
+        position = after
+        while True:
+            page = await service.list_keys(
+                session=tools.session,
+                owner=owner,
+                name_prefix=name_prefix,
+                state=wanted,
+                after=position,
+                limit=limit,
+            )
+            # Each page reads in its own transaction: no snapshot is held while pages print.
+            await tools.session.rollback()
+            if not all_pages:
+                _show_page(page, as_json)
+                return
+            _stream_page(page, as_json)
+            if page.next_cursor is None:
+                return
+            position = KeyCursor.decode(page.next_cursor)
+
+    _run(ctx, pages)
 
 
 @app.command()

@@ -40,7 +40,9 @@ def _param_line(param: Any) -> str:
         name = str(param.name).upper()
         return f"| `{name}` | argument{' (required)' if param.required else ''}{_default(param)} |"
     names = ", ".join(f"`{opt}`" for opt in [*param.opts, *param.secondary_opts])
-    kind = param.display_type(_CONTEXT).strip("<>").split()[0].upper()
+    kind = param.display_type(_CONTEXT).strip("<>").split()[0]
+    # A choice is shown as its values (`active|revoked`), escaped for the table; a type, upper.
+    kind = kind.replace("|", "\\|") if "|" in kind else kind.upper()
     metavar = "" if param.is_flag else f" {kind}"
     help_text = (param.help or "").replace("|", "\\|")
     required = " (required)" if param.required else ""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
@@ -17,7 +18,15 @@ from service.durations import parse_duration
 from service.errors import MissingScopes
 from service.guard import Admission
 from service.keys import service
-from service.keys.schemas import KeyCreate, KeyIssued, KeyOut, KeyRotate, KeyUpdate
+from service.keys.listing import (
+    DEFAULT_PAGE,
+    MAX_CURSOR_LENGTH,
+    MAX_PAGE,
+    KeyCursor,
+    KeyState,
+    listing_state,
+)
+from service.keys.schemas import KeyCreate, KeyIssued, KeyList, KeyOut, KeyRotate, KeyUpdate
 from service.keys.scopes import ADMIN_GRANT, grants_admin
 from service.keys.service import IssuedKey
 
@@ -38,14 +47,32 @@ def _require_grant(admin: Admission, scopes: Iterable[str]) -> None:
 async def list_keys(
     admin: AdminDep,
     session: SessionDep,
-    owner: str | None = None,
-    include_inactive: bool = Query(False, alias="all"),
-) -> list[KeyOut]:
-    """Active keys; `?all=true` adds revoked and expired ones."""
-    records = await service.list_keys(
-        session=session, owner=owner, include_inactive=include_inactive
+    owner: Annotated[
+        str | None, Query(max_length=200, description="only this owner's keys")
+    ] = None,
+    name_prefix: Annotated[
+        str | None, Query(max_length=200, description="names starting with this, as typed")
+    ] = None,
+    state: Annotated[KeyState | None, Query(description="default `active`")] = None,
+    include_inactive: Annotated[
+        bool, Query(alias="all", description="`state=all` by its older name")
+    ] = False,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=MAX_CURSOR_LENGTH, description="`next_cursor` of the previous page"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
+) -> KeyList:
+    """Keys in creation order, a page at a time; active ones unless `state` says otherwise."""
+    page = await service.list_keys(
+        session=session,
+        owner=owner,
+        name_prefix=name_prefix,
+        state=listing_state(state, include_inactive=include_inactive),
+        after=None if cursor is None else KeyCursor.decode(cursor),
+        limit=limit,
     )
-    return [KeyOut.of(record) for record in records]
+    return KeyList(keys=[KeyOut.of(record) for record in page.keys], next_cursor=page.next_cursor)
 
 
 @router.post("", status_code=201)

@@ -24,6 +24,28 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from service.db import Base
 
+# The listing's indexes (migration 0009), one per query shape of `repository.page_query`, each
+# ending in its `(created_at, id)` order so a page is read in order and stops at its limit.
+LISTING_INDEXES = (
+    Index("ix_api_keys_created_at_id", "created_at", "id"),
+    Index("ix_api_keys_owner_created_at_id", "owner", "created_at", "id"),
+    # Pattern ops: a `LIKE 'prefix%'` reads a range of this index whatever the collation.
+    Index("ix_api_keys_name_pattern", "name", postgresql_ops={"name": "varchar_pattern_ops"}),
+    # Revoked and expired keys in order, apart from the (usually many more) active ones.
+    Index(
+        "ix_api_keys_revoked_created_at_id",
+        "created_at",
+        "id",
+        postgresql_where=text("revoked_at IS NOT NULL"),
+    ),
+    Index(
+        "ix_api_keys_expiring_created_at_id",
+        "created_at",
+        "id",
+        postgresql_where=text("expires_at IS NOT NULL"),
+    ),
+)
+
 
 class ApiKey(Base):
     __tablename__ = "api_keys"
@@ -35,7 +57,7 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     display_prefix: Mapped[str] = mapped_column(String(32))
     name: Mapped[str] = mapped_column(String(200))
-    owner: Mapped[str | None] = mapped_column(String(200), index=True)
+    owner: Mapped[str | None] = mapped_column(String(200))
     scopes: Mapped[list[str]] = mapped_column(ARRAY(String(64)), server_default="{}")
     rate_limit: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -65,4 +87,5 @@ class ApiKey(Base):
     # Only changed keys are indexed: the feed never reads new ones, and a bulk import stays cheap.
     __table_args__ = (
         Index("ix_api_keys_changed_at", "changed_at", postgresql_where=text("version > 1")),
+        *LISTING_INDEXES,
     )

@@ -7,9 +7,24 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ARRAY, Row, String, Table, any_, bindparam, func, insert, or_, select
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Row,
+    Select,
+    String,
+    Table,
+    any_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.keys.listing import KeyCursor, KeyState, like_prefix
 from service.keys.models import ApiKey
 
 # One statement whatever the number of hashes (an IN list would compile and prepare anew for
@@ -77,18 +92,61 @@ class ApiKeyRepository:
         )
         return (await self.session.execute(statement)).scalars().all()
 
-    async def list(
-        self, *, owner: str | None, include_inactive: bool, now: datetime
+    async def page(
+        self,
+        *,
+        owner: str | None,
+        name_prefix: str | None,
+        state: KeyState,
+        after: KeyCursor | None,
+        limit: int,
+        now: datetime,
     ) -> Sequence[ApiKey]:
-        statement = select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)
-        if owner is not None:
-            statement = statement.where(ApiKey.owner == owner)
-        if not include_inactive:
-            statement = statement.where(
-                or_(ApiKey.revoked_at.is_(None), ApiKey.revoked_at > now),
-                or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now),
-            )
+        """At most `limit` keys in `(created_at, id)` order, strictly after `after`."""
+        statement = page_query(
+            owner=owner, name_prefix=name_prefix, state=state, after=after, limit=limit, now=now
+        )
         return (await self.session.execute(statement)).scalars().all()
 
     async def flush(self) -> None:
         await self.session.flush()
+
+
+def page_query(
+    *,
+    owner: str | None,
+    name_prefix: str | None,
+    state: KeyState,
+    after: KeyCursor | None,
+    limit: int,
+    now: datetime,
+) -> Select[ApiKey]:
+    """The listing's statement: keyset pagination, so every page costs the same and none shifts
+    under inserts. Migration 0009 indexes each shape; tests/integration/test_key_listing_plans.py
+    shows their plans at a million keys."""
+    order = (ApiKey.created_at, ApiKey.id)
+    statement = select(ApiKey).where(*_in_state(state, now)).order_by(*order).limit(limit)
+    if owner is not None:
+        statement = statement.where(ApiKey.owner == owner)
+    if name_prefix is not None:
+        statement = statement.where(ApiKey.name.like(like_prefix(name_prefix)))
+    if after is not None:
+        statement = statement.where(tuple_(*order) > tuple_(after.created_at, after.id))
+    return statement
+
+
+def _in_state(state: KeyState, now: datetime) -> list[ColumnElement[bool]]:
+    """The conditions of `state` at `now`, as `KeyRecord.status` decides it. (A `disabled`
+    state adds its own case here, and `enabled` joins ACTIVE's conditions.)"""
+    revoked = ApiKey.revoked_at <= now
+    expired = ApiKey.expires_at <= now
+    not_revoked = or_(ApiKey.revoked_at.is_(None), ApiKey.revoked_at > now)
+    match state:
+        case KeyState.ACTIVE:
+            return [not_revoked, or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now)]
+        case KeyState.REVOKED:
+            return [revoked]
+        case KeyState.EXPIRED:
+            return [expired, not_revoked]
+        case KeyState.ALL:
+            return []

@@ -25,6 +25,12 @@ class KeyIssued(KeyOut):
     key: Annotated[str, Field(description="the plaintext key; shown this once, never stored")]
 
 
+class KeyList(BaseModel):
+    keys: list[KeyOut]
+    # Pass as `cursor` for the next page; null when this page is the last.
+    next_cursor: str | None
+
+
 _KEY_OUT = TypeAdapter(KeyOut)
 
 

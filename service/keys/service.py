@@ -16,6 +16,7 @@ from service.errors import InvalidInput, NotFound
 from service.keys.directory import KeyEntry
 from service.keys.events import KeyChangeListener
 from service.keys.format import KeyFormat
+from service.keys.listing import DEFAULT_PAGE, KeyCursor, KeyState, check_limit
 from service.keys.metadata import clean_metadata
 from service.keys.models import ApiKey
 from service.keys.record import KeyRecord
@@ -220,13 +221,40 @@ async def create_keys(
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class KeyPage:
+    """One page of a listing; `next_cursor` resumes after its last key, None on the last page."""
+
+    keys: list[KeyRecord]
+    next_cursor: str | None
+
+
 async def list_keys(
-    *, session: AsyncSession, owner: str | None = None, include_inactive: bool = False
-) -> list[KeyRecord]:
-    models = await ApiKeyRepository(session).list(
-        owner=owner, include_inactive=include_inactive, now=_utcnow()
+    *,
+    session: AsyncSession,
+    owner: str | None = None,
+    name_prefix: str | None = None,
+    state: KeyState = KeyState.ACTIVE,
+    after: KeyCursor | None = None,
+    limit: int = DEFAULT_PAGE,
+) -> KeyPage:
+    """A page of keys in creation order. One key more than the page is read, so the last page
+    says it is the last (no empty page after a full one)."""
+    models = await ApiKeyRepository(session).page(
+        owner=owner,
+        name_prefix=name_prefix,
+        state=state,
+        after=after,
+        limit=check_limit(limit) + 1,
+        now=_utcnow(),
     )
-    return [KeyRecord.of(model) for model in models]
+    records = [KeyRecord.of(model) for model in models[:limit]]
+    more = len(models) > limit
+    last = records[-1] if more else None
+    return KeyPage(
+        keys=records,
+        next_cursor=None if last is None else KeyCursor(last.created_at, last.id).encode(),
+    )
 
 
 async def get_key(*, session: AsyncSession, key_id: uuid.UUID) -> KeyRecord:

@@ -55,7 +55,18 @@ BAD_INPUT = {
         ("keys", "show"), 2, "Missing argument 'key_id'. (see `gatekey keys show --help`)"
     ),
     "unknown command": BadInput(("keys", "delete"), 2, "No such command 'delete'."),
-    "unknown option": BadInput(("keys", "list", "--limit", "3"), 2, "No such option: --limit"),
+    "unknown option": BadInput(("keys", "list", "--sort", "name"), 2, "No such option: --sort"),
+    "--limit 0": BadInput(
+        ("keys", "list", "--limit", "0"), 2, "'--limit': Input should be greater than or equal to 1"
+    ),
+    "garbled --cursor": BadInput(
+        ("keys", "list", "--cursor", "bm9wZQ"),
+        2,
+        "Invalid value for '--cursor': cursor: not a cursor",
+    ),
+    "--all and --state": BadInput(
+        ("keys", "list", "--all", "--state", "revoked"), 2, "'--all': all: `all` means state=all"
+    ),
     "option without value": BadInput(
         ("keys", "create", "--name"), 2, "Option '--name' requires an argument."
     ),
@@ -113,8 +124,9 @@ async def test_list_hides_revoked_keys_unless_all(database: Database, settings: 
     )
     for result in (listed, listed_all, table):
         assert (result.returncode, result.stderr) == (0, "")
-    assert [k["id"] for k in json.loads(listed.stdout)] == [str(active.record.id)]
-    everything = json.loads(listed_all.stdout)
+    assert json.loads(listed.stdout)["next_cursor"] is None
+    assert [k["id"] for k in json.loads(listed.stdout)["keys"]] == [str(active.record.id)]
+    everything = json.loads(listed_all.stdout)["keys"]
     assert {k["id"] for k in everything} == {str(active.record.id), str(revoked.record.id)}
     assert all(set(k) >= {"id", "name", "owner", "rate_limit", "revoked_at"} for k in everything)
     assert all("key" not in k and "key_hash" not in k for k in everything)

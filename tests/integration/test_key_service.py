@@ -13,6 +13,7 @@ from service.config import Settings
 from service.errors import InvalidInput, NotFound
 from service.keys import service
 from service.keys.format import KeyFormat
+from service.keys.listing import KeyState
 from service.keys.record import KeyRecord
 from service.keys.repository import ApiKeyRepository
 from tests.factories import TEST_ACTOR, call_window, columns_containing, unique_owner
@@ -92,7 +93,7 @@ async def test_create_rejects_bad_input(session: AsyncSession, key_format: KeyFo
         await service.create_key(
             actor=TEST_ACTOR, session=session, key_format=key_format, name="   "
         )
-    assert await service.list_keys(session=session, owner=owner, include_inactive=True) == []
+    assert (await service.list_keys(session=session, owner=owner, state=KeyState.ALL)).keys == []
 
 
 async def test_plaintext_is_in_no_table(session: AsyncSession, key_format: KeyFormat) -> None:
@@ -125,11 +126,15 @@ async def test_list_hides_revoked_and_expired_unless_all(
         {"id": expired.record.id},
     )
 
-    listed = await service.list_keys(session=session, owner=owner)
+    listed = (await service.list_keys(session=session, owner=owner)).keys
     assert [r.id for r in listed] == [active.record.id]
-    listed_all = await service.list_keys(session=session, owner=owner, include_inactive=True)
+    listed_all = (await service.list_keys(session=session, owner=owner, state=KeyState.ALL)).keys
     assert {r.id for r in listed_all} == {active.record.id, revoked.record.id, expired.record.id}
-    assert other_owner.record.id in {r.id for r in await service.list_keys(session=session)}
+    for state, key in ((KeyState.REVOKED, revoked), (KeyState.EXPIRED, expired)):
+        shown = (await service.list_keys(session=session, owner=owner, state=state)).keys
+        assert [r.id for r in shown] == [key.record.id]
+    other = (await service.list_keys(session=session, owner=other_owner.record.owner)).keys
+    assert [r.id for r in other] == [other_owner.record.id]
 
 
 async def test_get_unknown_key_is_not_found(session: AsyncSession) -> None:
@@ -197,7 +202,7 @@ async def test_rotate_with_grace_keeps_old_key_until_grace_ends(
     assert old.status(revoked_at - timedelta(microseconds=1)) == "VALID"
     assert old.status(revoked_at) == "REVOKED"
     assert new.status(revoked_at + timedelta(days=1)) == "VALID"
-    listed = await service.list_keys(session=session, owner=original.record.owner)
+    listed = (await service.list_keys(session=session, owner=original.record.owner)).keys
     assert {r.id for r in listed} == {original.record.id, new.id}
 
 
@@ -210,7 +215,7 @@ async def test_rotate_without_grace_revokes_old_key_at_once(
     window.assert_stamped(old.revoked_at, plus=timedelta(0))
     assert old.status(datetime.now(UTC)) == "REVOKED"
     assert successor.record.status(datetime.now(UTC)) == "VALID"
-    listed = await service.list_keys(session=session, owner=original.record.owner)
+    listed = (await service.list_keys(session=session, owner=original.record.owner)).keys
     assert [r.id for r in listed] == [successor.record.id]
 
 

@@ -365,8 +365,9 @@ async def test_admin_crud(client: httpx.AsyncClient, admin_key: str) -> None:
 
     listed = await client.get("/v1/admin/keys", params={"owner": owner}, headers=admin)
     assert listed.status_code == 200
-    assert [k["id"] for k in listed.json()] == [key_id]
-    assert all("key" not in k and "key_hash" not in k for k in listed.json())
+    assert listed.json()["next_cursor"] is None
+    assert [k["id"] for k in listed.json()["keys"]] == [key_id]
+    assert all("key" not in k and "key_hash" not in k for k in listed.json()["keys"])
 
     shown = await client.get(f"/v1/admin/keys/{key_id}", headers=admin)
     assert shown.status_code == 200
@@ -399,11 +400,11 @@ async def test_admin_crud(client: httpx.AsyncClient, admin_key: str) -> None:
     assert deleted.status_code == 200
     deleting.assert_stamped(deleted.json()["revoked_at"], plus=timedelta(0))
     active = await client.get("/v1/admin/keys", params={"owner": owner}, headers=admin)
-    assert [k["id"] for k in active.json()] == [key_id]
+    assert [k["id"] for k in active.json()["keys"]] == [key_id]
     everything = await client.get(
         "/v1/admin/keys", params={"owner": owner, "all": "true"}, headers=admin
     )
-    assert {k["id"] for k in everything.json()} == {key_id, successor["id"]}
+    assert [k["id"] for k in everything.json()["keys"]] == [key_id, successor["id"]]
 
 
 async def test_admin_delete_is_seen_within_a_second(

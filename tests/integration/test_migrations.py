@@ -83,6 +83,27 @@ async def _database_exists(settings: Settings) -> bool:
         await engine.dispose()
 
 
+async def _indexes(settings: Settings, table: str) -> set[str]:
+    engine = create_async_engine(settings.database_url, poolclass=pool.NullPool)
+    try:
+        async with engine.connect() as connection:
+            rows = await connection.execute(
+                text("SELECT indexname FROM pg_indexes WHERE tablename = :table"), {"table": table}
+            )
+            return {row[0] for row in rows}
+    finally:
+        await engine.dispose()
+
+
+LISTING_INDEXES = {
+    "ix_api_keys_created_at_id",
+    "ix_api_keys_owner_created_at_id",
+    "ix_api_keys_name_pattern",
+    "ix_api_keys_revoked_created_at_id",
+    "ix_api_keys_expiring_created_at_id",
+}
+
+
 def _ok(result: CliResult) -> str:
     assert "Traceback" not in result.stderr, result.stderr[-2000:]
     assert result.returncode == 0, result.stderr
@@ -100,9 +121,10 @@ async def test_upgrade_downgrade_upgrade_with_check(scratch: Settings) -> None:
     assert "schema at head, no drift" in _ok(await run_cli(scratch, "db", "check"))
     assert f"current: {head}  head: {head}" in _ok(await run_cli(scratch, "db", "current"))
 
+    assert head == "0009_key_listing_indexes"
+
     # Key metadata and state on their own: down drops both columns, up adds them again with
     # their defaults on a key that existed before.
-    assert head == "0008_key_metadata_state"
     for column in ("metadata", "enabled"):
         assert await _columns(scratch, "api_keys", column) == [column]
     _ok(await run_cli(scratch, "db", "downgrade", "0004_audit_log"))
@@ -119,6 +141,18 @@ async def test_upgrade_downgrade_upgrade_with_check(scratch: Settings) -> None:
     ]
     assert "schema at head, no drift" in _ok(await run_cli(scratch, "db", "check"))
     await _execute(scratch, "DELETE FROM api_keys")
+
+    # The listing's indexes on their own: down drops exactly them and gives the owner index back.
+    indexes = await _indexes(scratch, "api_keys")
+    assert indexes >= LISTING_INDEXES
+    assert "ix_api_keys_owner" not in indexes
+    _ok(await run_cli(scratch, "db", "downgrade", "0008_key_metadata_state"))
+    assert await _indexes(scratch, "api_keys") == (indexes - LISTING_INDEXES) | {
+        "ix_api_keys_owner"
+    }
+    _ok(await run_cli(scratch, "db", "upgrade"))
+    assert await _indexes(scratch, "api_keys") == indexes
+    assert "schema at head, no drift" in _ok(await run_cli(scratch, "db", "check"))
 
     # The audit log's revision on its own: down removes exactly what it added, up restores it.
     assert await _columns(scratch, "api_keys", "created_by") == ["created_by"]

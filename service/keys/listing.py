@@ -26,13 +26,13 @@ _CURSOR_VERSION = "k1"
 
 
 class KeyState(StrEnum):
-    """Which keys a listing shows, by their state at the time of the query. (`disabled` joins
-    here when keys can be disabled; `active` then also means enabled.)"""
+    """Which keys a listing shows, by their state at the time of the query; each key is in one
+    state, decided as `KeyRecord.status` does (revoked, then expired, then disabled)."""
 
     ACTIVE = "active"
     REVOKED = "revoked"
-    # Expired and not revoked: revocation wins when both apply, as in `KeyRecord.status`.
-    EXPIRED = "expired"
+    EXPIRED = "expired"  # and not revoked
+    DISABLED = "disabled"  # neither revoked nor expired: enabling it would admit it
     ALL = "all"
 
 

@@ -136,17 +136,19 @@ def page_query(
 
 
 def _in_state(state: KeyState, now: datetime) -> list[ColumnElement[bool]]:
-    """The conditions of `state` at `now`, as `KeyRecord.status` decides it. (A `disabled`
-    state adds its own case here, and `enabled` joins ACTIVE's conditions.)"""
+    """The conditions of `state` at `now`, as `KeyRecord.status` decides it."""
     revoked = ApiKey.revoked_at <= now
     expired = ApiKey.expires_at <= now
     not_revoked = or_(ApiKey.revoked_at.is_(None), ApiKey.revoked_at > now)
+    not_expired = or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now)
     match state:
         case KeyState.ACTIVE:
-            return [not_revoked, or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now)]
+            return [not_revoked, not_expired, ApiKey.enabled]
         case KeyState.REVOKED:
             return [revoked]
         case KeyState.EXPIRED:
             return [expired, not_revoked]
+        case KeyState.DISABLED:
+            return [not_revoked, not_expired, ApiKey.enabled.is_(False)]
         case KeyState.ALL:
             return []

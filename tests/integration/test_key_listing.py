@@ -106,6 +106,8 @@ async def test_api_pages_with_the_audit_logs_shape(
     created = [(await create_key(database, settings, owner=owner)).record.id for _ in range(5)]
     revoked = await client.delete(f"{KEYS}/{created[1]}", headers=admin)
     assert revoked.status_code == 200
+    disabled = await client.patch(f"{KEYS}/{created[2]}", json={"enabled": False}, headers=admin)
+    assert disabled.status_code == 200
     seen: list[str] = []
     cursor: str | None = None
     bodies = []
@@ -123,7 +125,7 @@ async def test_api_pages_with_the_audit_logs_shape(
     assert [len(body["keys"]) for body in bodies] == [2, 2, 1]
     assert all(set(body) == {"keys", "next_cursor"} for body in bodies)
     assert seen == [str(key) for key in created]
-    states = {"active": 4, "revoked": 1, "expired": 0, "all": 5}
+    states = {"active": 3, "revoked": 1, "expired": 0, "disabled": 1, "all": 5}
     for state, count in states.items():
         listed = await client.get(KEYS, params={"owner": owner, "state": state}, headers=admin)
         assert len(listed.json()["keys"]) == count, state

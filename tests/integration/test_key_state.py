@@ -76,7 +76,7 @@ async def test_metadata_round_trips_through_every_body(
 
     shown = (await client.get(f"{ADMIN_KEYS}/{key_id}", headers=headers)).json()
     assert shown == {k: v for k, v in created.items() if k != "key"}
-    listed = (await client.get(ADMIN_KEYS, params={"owner": owner}, headers=headers)).json()
+    listed = (await client.get(ADMIN_KEYS, params={"owner": owner}, headers=headers)).json()["keys"]
     assert listed == [shown]
 
     whoami = await client.get("/v1/whoami", headers=key_header(plaintext))
@@ -129,7 +129,7 @@ async def test_metadata_at_the_cap_is_kept_one_byte_over_is_422_and_writes_nothi
     )
     problem = assert_problem(refused, 422, "VALIDATION_ERROR")
     assert problem["detail"] == "metadata must be at most 4096 bytes as compact JSON, not 4097"
-    listed = (await client.get(ADMIN_KEYS, params={"owner": owner}, headers=headers)).json()
+    listed = (await client.get(ADMIN_KEYS, params={"owner": owner}, headers=headers)).json()["keys"]
     assert [key["id"] for key in listed] == [at_cap["id"]]
 
     before, entries = await _stored(database, at_cap["id"]), await _entries(database, at_cap["id"])

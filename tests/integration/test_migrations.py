@@ -59,6 +59,18 @@ async def _columns(settings: Settings, table: str, name: str) -> list[str]:
         await engine.dispose()
 
 
+async def _indexes(settings: Settings, table: str) -> set[str]:
+    engine = create_async_engine(settings.database_url, poolclass=pool.NullPool)
+    try:
+        async with engine.connect() as connection:
+            rows = await connection.execute(
+                text("SELECT indexname FROM pg_indexes WHERE tablename = :table"), {"table": table}
+            )
+            return {row[0] for row in rows}
+    finally:
+        await engine.dispose()
+
+
 async def _database_exists(settings: Settings) -> bool:
     url = make_url(settings.database_url)
     engine = create_async_engine(url.set(database="postgres"), poolclass=pool.NullPool)
@@ -89,8 +101,22 @@ async def test_upgrade_downgrade_upgrade_with_check(scratch: Settings) -> None:
     assert "schema at head, no drift" in _ok(await run_cli(scratch, "db", "check"))
     assert f"current: {head}  head: {head}" in _ok(await run_cli(scratch, "db", "current"))
 
+    # The usage minute index's revision on its own: down drops the index, up restores it.
+    assert head == "0010_usage_minute_index"
+    assert await _indexes(scratch, "api_key_usage") == {
+        "ix_api_key_usage_minute",
+        "pk_api_key_usage",
+    }
+    _ok(await run_cli(scratch, "db", "downgrade", "0004_audit_log"))
+    assert await _indexes(scratch, "api_key_usage") == {"pk_api_key_usage"}
+    _ok(await run_cli(scratch, "db", "upgrade"))
+    assert await _indexes(scratch, "api_key_usage") == {
+        "ix_api_key_usage_minute",
+        "pk_api_key_usage",
+    }
+    assert "schema at head, no drift" in _ok(await run_cli(scratch, "db", "check"))
+
     # The audit log's revision on its own: down removes exactly what it added, up restores it.
-    assert head == "0004_audit_log"
     assert await _columns(scratch, "api_keys", "created_by") == ["created_by"]
     _ok(await run_cli(scratch, "db", "downgrade", "0003_api_key_versions"))
     assert "audit_log" not in await _tables(scratch)

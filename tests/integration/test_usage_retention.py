@@ -8,7 +8,9 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
+from pathlib import Path
 
+import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import delete, text
@@ -22,6 +24,7 @@ from service.redis.client import RedisClient, create_redis
 from service.redis.keyspace import RedisKeyspace
 from service.usage.pruner import BATCH_SIZE, UsagePruner
 from tests.factories import create_key
+from tests.integration.servers import scrape, serve_settings, serving
 
 # Longer than any other test's rows reach back, so every expired row in the database is ours.
 RETENTION = timedelta(days=400)
@@ -173,3 +176,27 @@ async def test_the_background_job_prunes_at_once_and_logs_only_cycles_that_prune
     pruned = [r.__dict__ for r in caplog.records if r.getMessage() == "usage_pruned"]
     assert [(r["rows"], r["batches"], r["backlog"]) for r in pruned] == [(OLD_ROWS, 3, False)]
     assert await all_expired_gone()
+
+
+async def test_serve_workers_prune_once_and_the_scraped_metric_is_exact(
+    database: Database, settings: Settings, keys: list[uuid.UUID], tmp_path: Path
+) -> None:
+    """`gatekey serve --workers 2`: both workers start a cycle at once, the gate lets one prune
+    (all of it: three batches of the five a cycle allows), the scrape sums both workers."""
+    retention = f"{RETENTION.days}d"
+    with serving(
+        serve_settings(settings, usage_retention=retention), tmp_path, workers=2
+    ) as server:
+
+        async def all_expired_gone() -> bool:
+            return await _counts(database, keys) == (0, NEW_ROWS, 0)
+
+        await wait_until_async(all_expired_gone, what="expired usage pruned", server=server)
+        async with httpx.AsyncClient(base_url=server.url, timeout=5) as client:
+            scraped = await scrape(client)
+        by_pid = server.counts_by_pid("gatekey_usage_pruned_rows_total")
+        log_lines = [line for line in server.log.read_text().splitlines() if "usage_pruned" in line]
+    assert scraped.total("gatekey_usage_pruned_rows_total") == OLD_ROWS
+    assert sorted(by_pid.values())[-1] == OLD_ROWS  # one worker did it all
+    assert sum(by_pid.values()) == OLD_ROWS
+    assert len(log_lines) == 1, log_lines

@@ -47,7 +47,7 @@ _TOUCH_LAST_USED = text(
 )
 
 # Buckets are cut in UTC whatever the session's TimeZone (date_trunc's third argument) and summed
-# in the database: a year of minutes leaves PostgreSQL as at most a few hundred rows.
+# in the database: however many minutes a window holds, one row per bucket leaves PostgreSQL.
 _KEY_BUCKETS = text(
     """
     SELECT date_trunc(:unit, minute, 'UTC') AS start, sum(count)::bigint AS count

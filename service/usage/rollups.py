@@ -14,7 +14,7 @@ from service.durations import parse_duration
 from service.errors import InvalidInput, NotFound
 from service.usage.repository import ApiKeyUsageRepository
 
-# At most a week of minutes per answer (a month of hours, any number of days): enough for any
+# At most a week of minutes per answer (420 days of hours, any number of days): enough for any
 # chart or table, and a bound on the rows one request turns into JSON.
 MAX_BUCKETS = 7 * 24 * 60
 

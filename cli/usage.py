@@ -24,7 +24,9 @@ _START_FORMAT = {
 
 def usage(
     ctx: typer.Context,
-    key: Annotated[str | None, typer.Argument(metavar="[KEY_ID]", help="The key's id.")] = None,
+    key_id: Annotated[
+        str | None, typer.Argument(metavar="KEY_ID", help="The key's id.", show_default=False)
+    ] = None,
     owner: Annotated[
         str | None, typer.Option("--owner", help="Every key of this owner, summed.")
     ] = None,
@@ -35,9 +37,9 @@ def usage(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Admitted requests of a key (KEY_ID) or of an owner's keys (--owner) per bucket."""
-    if (key is None) == (owner is None):
+    if (key_id is None) == (owner is None):
         fail("give a KEY_ID or --owner OWNER, not both and not neither", EXIT_USAGE)
-    key_id = _key_id(key) if key is not None else None
+    key = _key_id(key_id) if key_id is not None else None
     retention = parse_duration(settings_of(ctx).usage_retention)
     try:
         window = usage_window(since, by, retention=retention)
@@ -46,16 +48,16 @@ def usage(
     series = run_in_session(
         ctx,
         lambda _, session: (
-            key_usage(session=session, key_id=key_id, window=window, by=by)
-            if key_id is not None
+            key_usage(session=session, key_id=key, window=window, by=by)
+            if key is not None
             else owner_usage(session=session, owner=str(owner), window=window, by=by)
         ),
     )
-    subject: dict[str, object] = {"key_id": str(key_id)} if key_id else {"owner": owner}
+    subject: dict[str, object] = {"key_id": str(key)} if key else {"owner": owner}
     if as_json:
         print_json({**subject, **_as_dict(series)})
         return
-    _show(series, f"key {key_id}" if key_id else f"owner {owner}")
+    _show(series, f"key {key}" if key else f"owner {owner}")
 
 
 def _key_id(text: str) -> uuid.UUID:

@@ -67,14 +67,16 @@ class UsagePruner:
 
     async def prune(self) -> list[int] | None:
         """One cycle: the rows each batch deleted, or None when another process (or this one)
-        pruned within the interval. Stops early at a batch that found fewer than a full batch."""
+        pruned within the interval. Stops early at a batch that found fewer than a full batch,
+        and before a batch when requests hold every pooled connection: pruning can wait a
+        turn, requests should never queue behind it."""
         gate = await self._redis.set(
             self._keyspace.prune_gate, secrets.token_hex(8), nx=True, px=self._interval_ms
         )
         if not gate:
             return None
         batches: list[int] = []
-        while len(batches) < self._max_batches:
+        while len(batches) < self._max_batches and self._database.has_free_connection():
             async with self._database.get_session() as session:
                 deleted = await prune_expired(
                     session=session,

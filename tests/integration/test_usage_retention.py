@@ -142,6 +142,25 @@ async def test_prunes_exactly_the_expired_rows_in_bounded_batches_one_process_at
     assert 0 < await redis_client.pttl(keyspace.prune_gate) <= 60_000
 
 
+async def test_a_busy_pool_makes_the_pruner_wait_a_turn_not_queue(
+    settings: Settings, redis_client: RedisClient, keyspace: RedisKeyspace, keys: list[uuid.UUID]
+) -> None:
+    one = Database(
+        settings.model_copy(update={"database_pool_size": 1, "database_pool_max_overflow": 0})
+    )
+    pruner = UsagePruner(redis_client, one, retention=RETENTION, keyspace=keyspace)
+    try:
+        async with one.get_session() as held:
+            await held.execute(text("SELECT 1"))  # a request holds the only connection
+            assert await pruner.prune() == []
+        assert await _counts(one, keys) == (OLD_ROWS, NEW_ROWS, OLD_ROWS)
+        await redis_client.delete(keyspace.prune_gate)
+        assert await pruner.prune() == [BATCH_SIZE, BATCH_SIZE, 3]
+        assert await _counts(one, keys) == (0, NEW_ROWS, 0)
+    finally:
+        await one.dispose()
+
+
 async def test_the_background_job_prunes_at_once_and_logs_only_cycles_that_pruned(
     database: Database,
     redis_client: RedisClient,

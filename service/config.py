@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import AfterValidator, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.durations import parse_duration
 from service.errors import InvalidInput
 from service.ratelimit.policy import parse_rate_limit
 from service.redis.url import parse_redis_url
@@ -22,6 +23,16 @@ def _check_rate_limit(value: str) -> str:
         parse_rate_limit(value)
     except InvalidInput as exc:  # pydantic reports ValueError, naming the variable
         raise ValueError(exc.message) from None
+    return value
+
+
+def _check_positive_duration(value: str) -> str:
+    try:
+        duration = parse_duration(value)
+    except InvalidInput as exc:
+        raise ValueError(exc.message) from None
+    if not duration:
+        raise ValueError("must be longer than 0s")
     return value
 
 
@@ -107,6 +118,9 @@ class Settings(BaseSettings):
     )
 
     usage_flush_interval: float = Field(2.0, gt=0)
+    usage_retention: Annotated[str, AfterValidator(_check_positive_duration)] = Field(
+        "90d", description="how long per-minute usage rows are kept (30d, 90d, 1y as 365d)"
+    )
 
     max_body_bytes: int = Field(
         65_536, ge=1024, le=64 * 1024 * 1024, description="largest request body; larger: 413"

@@ -11,6 +11,7 @@ from typing import Any
 
 from service.config import RateLimitBackend, RedisErrorPolicy, Settings
 from service.db import Database
+from service.durations import parse_duration
 from service.guard import Guard
 from service.keys.directory import KeyDirectory
 from service.keys.events import RedisKeyChangePublisher, listen_for_key_changes
@@ -26,6 +27,7 @@ from service.redis.client import RedisClient, create_redis
 from service.redis.keyspace import RedisKeyspace
 from service.state import AppState
 from service.usage.flusher import UsageFlusher
+from service.usage.pruner import UsagePruner
 from service.workers.heap import freeze_long_lived
 
 Job = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
@@ -170,7 +172,8 @@ def _redis_jobs(
     keyspace: RedisKeyspace,
     metrics: Metrics,
 ) -> list[Job]:
-    """The usage flusher, and the listener that empties the key cache when a key changes."""
+    """The usage flusher and pruner, and the listener that empties the key cache when a key
+    changes."""
     flusher = UsageFlusher(
         redis,
         database,
@@ -180,8 +183,16 @@ def _redis_jobs(
         on_flush_error=lambda: metrics.usage_flushes.labels("error").inc(),
         on_pending=metrics.usage_pending.set,
     )
+    pruner = UsagePruner(
+        redis,
+        database,
+        retention=parse_duration(settings.usage_retention),
+        keyspace=keyspace,
+        on_pruned=metrics.usage_pruned_rows.inc,
+    )
     return [
         flusher.run,
+        pruner.run,
         lambda stop: listen_for_key_changes(
             redis, keyspace, lambda _key_id: verifier.invalidate(), stop
         ),

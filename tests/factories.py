@@ -158,7 +158,8 @@ def state_of(app: FastAPI) -> AppState:
 @contextmanager
 def count_statements(engine: AsyncEngine) -> Iterator[list[str]]:
     """Collect every SQL statement the engine sends while the block runs, but the background
-    key-change feed's (every worker polls it twice a second, whatever requests do)."""
+    jobs' (the key-change feed polls twice a second, the usage pruner once a minute, whatever
+    requests do)."""
     statements: list[str] = []
 
     def record(*args: Any) -> None:

@@ -114,6 +114,12 @@ class Metrics:
         self.usage_flushes = self._counter(
             "gatekey_usage_flush", "Usage flushes to PostgreSQL", "result", USAGE_FLUSH_RESULTS
         )
+        # Summed over workers: only the one holding the prune gate deletes in a given interval.
+        self.usage_pruned_rows = Counter(
+            "gatekey_usage_pruned_rows",
+            "Usage rows deleted for being older than USAGE_RETENTION",
+            registry=registry,
+        )
         # Every worker's flusher reports the same shared backlog (a Redis set): the latest report
         # from a living worker is the value, a sum would count it once per worker.
         self.usage_pending = Gauge(

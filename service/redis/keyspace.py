@@ -53,6 +53,11 @@ class RedisKeyspace:
         """String: set by a complete flush, expiring after the flush interval."""
         return f"{self.namespace}:{{usage}}:flushed"
 
+    @property
+    def prune_gate(self) -> str:
+        """String: set by the process that prunes expired usage, expiring after the interval."""
+        return f"{self.namespace}:{{usage}}:prune"
+
     def directory(self, key_hash: str) -> str:
         """String: the key directory's entry for a key hash, `<version>|<record JSON>`."""
         return f"{self.namespace}:keydir:{key_hash}"

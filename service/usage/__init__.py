@@ -1,1 +1,2 @@
-"""Usage accounting: per-key per-minute counts, counted in Redis and flushed to PostgreSQL."""
+"""Usage accounting: per-key per-minute counts, counted in Redis, flushed to PostgreSQL, rolled up
+per minute, hour or day for admins, and deleted once older than the retention."""

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.types import BigInteger, Uuid
+from sqlalchemy.types import BigInteger, Interval, Uuid
 
 from service.usage.models import ApiKeyUsage
 
@@ -46,6 +46,44 @@ _TOUCH_LAST_USED = text(
     bindparam("minutes", type_=ARRAY(BigInteger())),
 )
 
+# Buckets are cut in UTC whatever the session's TimeZone (date_trunc's third argument) and summed
+# in the database: however many minutes a window holds, one row per bucket leaves PostgreSQL.
+_KEY_BUCKETS = text(
+    """
+    SELECT date_trunc(:unit, minute, 'UTC') AS start, sum(count)::bigint AS count
+    FROM api_key_usage
+    WHERE key_id = :key_id AND minute >= :since
+    GROUP BY 1 ORDER BY 1
+    """
+)
+# Revoked and expired keys included: what they admitted was used all the same.
+_OWNER_BUCKETS = text(
+    """
+    SELECT date_trunc(:unit, u.minute, 'UTC') AS start, sum(u.count)::bigint AS count
+    FROM api_key_usage AS u JOIN api_keys AS k ON k.id = u.key_id
+    WHERE k.owner = :owner AND u.minute >= :since
+    GROUP BY 1 ORDER BY 1
+    """
+)
+_KEY_EXISTS = text("SELECT EXISTS (SELECT 1 FROM api_keys WHERE id = :key_id)")
+_OWNER_EXISTS = text("SELECT EXISTS (SELECT 1 FROM api_keys WHERE owner = :owner)")
+
+# Marks the pruner's statements, which run in the background whatever requests do, so that tests
+# counting a request's statements can leave them out (as the key-change feed's).
+_PRUNER = {"background_job": "usage_pruner"}
+
+# The oldest rows first, at most `limit`, found through `ix_api_key_usage_minute` and deleted by
+# their physical address (a TID scan), measured against the database's clock.
+_DELETE_EXPIRED = text(
+    """
+    DELETE FROM api_key_usage WHERE ctid = ANY(ARRAY(
+        SELECT ctid FROM api_key_usage
+        WHERE minute < now() - :retention
+        ORDER BY minute LIMIT :limit
+    ))
+    """
+).bindparams(bindparam("retention", type_=Interval()))
+
 
 class ApiKeyUsageRepository:
     def __init__(self, session: AsyncSession) -> None:
@@ -75,3 +113,39 @@ class ApiKeyUsageRepository:
             .order_by(ApiKeyUsage.minute)
         )
         return [(minute, count) for minute, count in await self.session.execute(statement)]
+
+    async def key_buckets(
+        self, key_id: uuid.UUID, since: datetime, unit: str
+    ) -> list[tuple[datetime, int]]:
+        """The key's admitted requests per `unit` (`minute`, `hour`, `day`) from `since`, oldest
+        first; buckets without requests are absent."""
+        rows = await self.session.execute(
+            _KEY_BUCKETS, {"key_id": key_id, "since": since, "unit": unit}
+        )
+        return [(start, count) for start, count in rows]
+
+    async def owner_buckets(
+        self, owner: str, since: datetime, unit: str
+    ) -> list[tuple[datetime, int]]:
+        """As `key_buckets`, summed over every key of `owner`."""
+        rows = await self.session.execute(
+            _OWNER_BUCKETS, {"owner": owner, "since": since, "unit": unit}
+        )
+        return [(start, count) for start, count in rows]
+
+    async def key_exists(self, key_id: uuid.UUID) -> bool:
+        return bool(await self.session.scalar(_KEY_EXISTS, {"key_id": key_id}))
+
+    async def owner_exists(self, owner: str) -> bool:
+        return bool(await self.session.scalar(_OWNER_EXISTS, {"owner": owner}))
+
+    async def delete_expired(self, retention: timedelta, *, limit: int, timeout_ms: int) -> int:
+        """Delete at most `limit` of the rows older than `retention`, within `timeout_ms`; the
+        number deleted."""
+        # SET LOCAL ends with the transaction, so a pooled connection keeps no timeout of ours.
+        timeout = text(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
+        await self.session.execute(timeout.execution_options(**_PRUNER))
+        result = await self.session.execute(
+            _DELETE_EXPIRED.execution_options(**_PRUNER), {"retention": retention, "limit": limit}
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]

@@ -1,10 +1,11 @@
-"""Usage use cases: store flushed counts, and read a key's usage for `GET /v1/usage`."""
+"""Usage use cases: store flushed counts, read a key's usage for `GET /v1/usage`, delete what
+outlived the retention."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,3 +33,15 @@ async def record_usage(*, session: AsyncSession, plan: FlushPlan) -> None:
     await repository.upsert_counts(plan.key_ids, plan.minutes, plan.counts)
     await repository.touch_last_used(plan.used_key_ids, plan.used_minutes)
     await session.commit()
+
+
+async def prune_expired(
+    *, session: AsyncSession, retention: timedelta, limit: int, timeout_ms: int
+) -> int:
+    """Delete at most `limit` rows of minutes older than `retention`, in one commit; how many.
+    A bounded batch holds its row locks and WAL for a moment, not for a whole backlog."""
+    deleted = await ApiKeyUsageRepository(session).delete_expired(
+        retention, limit=limit, timeout_ms=timeout_ms
+    )
+    await session.commit()
+    return deleted

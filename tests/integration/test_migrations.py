@@ -121,7 +121,7 @@ async def test_upgrade_downgrade_upgrade_with_check(scratch: Settings) -> None:
     assert "schema at head, no drift" in _ok(await run_cli(scratch, "db", "check"))
     assert f"current: {head}  head: {head}" in _ok(await run_cli(scratch, "db", "current"))
 
-    assert head == "0009_key_listing_indexes"
+    assert head == "0010_usage_minute_index"
 
     # Key metadata and state on their own: down drops both columns, up adds them again with
     # their defaults on a key that existed before.
@@ -152,6 +152,20 @@ async def test_upgrade_downgrade_upgrade_with_check(scratch: Settings) -> None:
     }
     _ok(await run_cli(scratch, "db", "upgrade"))
     assert await _indexes(scratch, "api_keys") == indexes
+    assert "schema at head, no drift" in _ok(await run_cli(scratch, "db", "check"))
+
+    # The usage minute index's revision on its own: down drops the index, up restores it.
+    assert await _indexes(scratch, "api_key_usage") == {
+        "ix_api_key_usage_minute",
+        "pk_api_key_usage",
+    }
+    _ok(await run_cli(scratch, "db", "downgrade", "0009_key_listing_indexes"))
+    assert await _indexes(scratch, "api_key_usage") == {"pk_api_key_usage"}
+    _ok(await run_cli(scratch, "db", "upgrade"))
+    assert await _indexes(scratch, "api_key_usage") == {
+        "ix_api_key_usage_minute",
+        "pk_api_key_usage",
+    }
     assert "schema at head, no drift" in _ok(await run_cli(scratch, "db", "check"))
 
     # The audit log's revision on its own: down removes exactly what it added, up restores it.

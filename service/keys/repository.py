@@ -143,7 +143,7 @@ def _in_state(state: KeyState, now: datetime) -> list[ColumnElement[bool]]:
     not_expired = or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now)
     match state:
         case KeyState.ACTIVE:
-            return [not_revoked, not_expired, ApiKey.enabled]
+            return [not_revoked, not_expired, ApiKey.enabled.is_(True)]
         case KeyState.REVOKED:
             return [revoked]
         case KeyState.EXPIRED:

@@ -6,7 +6,7 @@ every pruning pass would soon read the whole table to find a few rows. The B-tre
 costs one entry per row, and leaves HOT updates of `count` possible (`minute` never changes).
 
 Revision ID: 0010_usage_minute_index
-Revises: 0004_audit_log
+Revises: 0009_key_listing_indexes
 """
 
 from alembic import op
@@ -18,16 +18,13 @@ depends_on = None
 
 
 def upgrade() -> None:
-    # CONCURRENTLY (outside the migration's transaction): a large usage table is indexed while
-    # the flusher goes on writing to it.
-    with op.get_context().autocommit_block():
-        op.create_index(
-            "ix_api_key_usage_minute", "api_key_usage", ["minute"], postgresql_concurrently=True
-        )
+    # In the migration's transaction, not CONCURRENTLY: an autocommit block sends statements
+    # outside a transaction, which PgBouncer's transaction pooling cannot carry (the statement
+    # is prepared on one server and run on another). The build holds back usage writes while it
+    # runs (the flusher retries); on a very large table, create the same index CONCURRENTLY by
+    # hand first: IF NOT EXISTS then finds it and builds nothing.
+    op.create_index("ix_api_key_usage_minute", "api_key_usage", ["minute"], if_not_exists=True)
 
 
 def downgrade() -> None:
-    with op.get_context().autocommit_block():
-        op.drop_index(
-            "ix_api_key_usage_minute", table_name="api_key_usage", postgresql_concurrently=True
-        )
+    op.drop_index("ix_api_key_usage_minute", table_name="api_key_usage")

@@ -124,7 +124,7 @@ async def test_no_connection_leaks_under_concurrency_and_cancellation(
             {(200, "OK"): ADMIN_CALLS, (401, "NOT_FOUND"): len(responses) - ADMIN_CALLS}
         )
         admin_listing = next(r for r in responses if r.status_code == 200)
-        assert [k["id"] for k in admin_listing.json()] == [str(admin.record.id)]
+        assert [k["id"] for k in admin_listing.json()["keys"]] == [str(admin.record.id)]
 
         database_name = make_url(settings.database_url).database
         assert database_name is not None

@@ -68,7 +68,7 @@ def _as_dict(record: KeyRecord) -> dict[str, object]:
 
 
 def _show_records(records: list[KeyRecord]) -> None:
-    table = Table("id", "prefix", "name", "owner", "scopes", "limit", "expires", "revoked")
+    table = Table("id", "prefix", "name", "owner", "scopes", "limits", "expires", "revoked")
     for r in records:
         cells = (
             str(r.id),
@@ -76,7 +76,7 @@ def _show_records(records: list[KeyRecord]) -> None:
             r.name,
             r.owner or "",
             ",".join(r.scopes),
-            r.rate_limit or "default",
+            ", ".join(r.rate_limits) or "default",
             str(r.expires_at or ""),
             str(r.revoked_at or ""),
         )
@@ -105,7 +105,13 @@ def create(
     name: Annotated[str, typer.Option(help="What the key is for.")],
     owner: Annotated[str | None, typer.Option(help="Who the key belongs to.")] = None,
     scopes: Annotated[str, typer.Option(help="Comma-separated scopes, e.g. admin,read.")] = "",
-    rate_limit: Annotated[str | None, typer.Option(help="N/second|minute|hour|day.")] = None,
+    rate_limit: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="N/second|minute|hour|day, optionally followed by ' shadow'; repeat for "
+            "several limits (at most 8)."
+        ),
+    ] = None,
     expires_in: Annotated[str | None, typer.Option(help="e.g. 30d, 12h.")] = None,
     as_json: JsonOpt = False,
     count: CountOpt = None,
@@ -124,7 +130,7 @@ def create(
             name=name,
             owner=owner,
             scopes=scope_list,
-            rate_limit=rate_limit,
+            rate_limits=rate_limit or [],
             expires_in=expires,
             listener=tools.listener,
             actor=cli_actor(),
@@ -211,16 +217,38 @@ def rotate(
     _show_issued(issued, as_json)
 
 
+LimitsArg = Annotated[
+    list[str] | None,
+    typer.Argument(help="Limits such as 10/second 10000/day '1000/day shadow' (at most 8)."),
+]
+ClearOpt = Annotated[bool, typer.Option("--clear", help="Remove every limit.")]
+
+
+def limits_or_clear(rate_limits: list[str] | None, clear: bool) -> list[str]:
+    """The limits a set-limit command was given: some, or none with `--clear`, never both
+    (an empty command line does not remove limits by accident)."""
+    if bool(rate_limits) == clear:
+        fail("give the limits, or --clear to remove them", EXIT_USAGE)
+    return rate_limits or []
+
+
 @app.command("set-limit")
-def set_limit(ctx: typer.Context, key_id: str, rate_limit: str, as_json: JsonOpt = False) -> None:
-    """Set a key's rate limit, e.g. 100/minute."""
+def set_limit(
+    ctx: typer.Context,
+    key_id: str,
+    rate_limits: LimitsArg = None,
+    clear: ClearOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Replace a key's rate limits, e.g. 10/second 10000/day (`--clear`: the default policy)."""
     kid = _key_id(key_id)
+    limits = limits_or_clear(rate_limits, clear)
     record = _run(
         ctx,
         lambda tools: service.update_key(
             session=tools.session,
             key_id=kid,
-            rate_limit=rate_limit,
+            rate_limits=limits,
             listener=tools.listener,
             actor=cli_actor(),
             action=AuditAction.SET_LIMIT,
@@ -229,4 +257,5 @@ def set_limit(ctx: typer.Context, key_id: str, rate_limit: str, as_json: JsonOpt
     if as_json:
         print_json(_as_dict(record))
     else:
-        console.print(f"{record.id} limit is now {escape(str(record.rate_limit))}")
+        shown = ", ".join(record.rate_limits) or "the default policy"
+        console.print(f"{record.id} limits are now {escape(shown)}")

@@ -159,6 +159,7 @@ def _guard(
         on_result=label_incrementer(metrics.key_verifications),
         is_fallback_denial=settings.rate_limit_on_redis_error is RedisErrorPolicy.DENY,
         failures=failures,
+        on_near_limit=metrics.ratelimit_near_limit.inc,
     )
 
 

@@ -20,7 +20,7 @@ AUDITED_FIELDS = (
     "name",
     "owner",
     "scopes",
-    "rate_limit",
+    "rate_limits",
     "expires_at",
     "revoked_at",
     "replaced_by_id",

@@ -17,7 +17,14 @@ from service.durations import parse_duration
 from service.errors import MissingScopes
 from service.guard import Admission
 from service.keys import service
-from service.keys.schemas import KeyCreate, KeyIssued, KeyOut, KeyRotate, KeyUpdate
+from service.keys.schemas import (
+    KeyCreate,
+    KeyIssued,
+    KeyOut,
+    KeyRotate,
+    KeyUpdate,
+    requested_limits,
+)
 from service.keys.scopes import ADMIN_GRANT, grants_admin
 from service.keys.service import IssuedKey
 
@@ -61,7 +68,7 @@ async def create_key(
         name=body.name,
         owner=body.owner,
         scopes=body.scopes,
-        rate_limit=body.rate_limit,
+        rate_limits=requested_limits(body.rate_limits, body.rate_limit),
         expires_in=parse_duration(body.expires_in) if body.expires_in else None,
         listener=state.key_events,
         actor=key_actor(admin.record.id),
@@ -79,7 +86,7 @@ async def show_key(key_id: uuid.UUID, admin: AdminDep, session: SessionDep) -> K
 async def update_key(
     key_id: uuid.UUID, body: KeyUpdate, admin: AdminDep, session: SessionDep, state: StateDep
 ) -> KeyOut:
-    """Change name, owner, scopes or rate limit (admin scopes need `admin:grant`)."""
+    """Change name, owner, scopes or rate limits (admin scopes need `admin:grant`)."""
     _require_grant(admin, body.scopes or ())
     record = await service.update_key(
         session=session,
@@ -87,7 +94,7 @@ async def update_key(
         name=body.name,
         owner=body.owner,
         scopes=body.scopes,
-        rate_limit=body.rate_limit,
+        rate_limits=requested_limits(body.rate_limits, body.rate_limit),
         listener=state.key_events,
         actor=key_actor(admin.record.id),
     )

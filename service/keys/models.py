@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     String,
+    Text,
     Uuid,
     func,
     text,
@@ -34,7 +35,7 @@ class ApiKey(Base):
     name: Mapped[str] = mapped_column(String(200))
     owner: Mapped[str | None] = mapped_column(String(200), index=True)
     scopes: Mapped[list[str]] = mapped_column(ARRAY(String(64)), server_default="{}")
-    rate_limit: Mapped[str | None] = mapped_column(String(32))
+    rate_limits: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # When revocation takes effect; in the future while a rotated key's grace period runs.

@@ -26,7 +26,8 @@ class KeyRecord:
     display_prefix: str
     owner: str | None
     scopes: tuple[str, ...]
-    rate_limit: str | None
+    # Canonical limit texts (`10/second`, `1000/day shadow`); empty: the default policy.
+    rate_limits: tuple[str, ...]
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
@@ -42,6 +43,7 @@ class KeyRecord:
         an API body), plus `extra` for a subclass's own fields."""
         values = {name: getattr(source, name) for name in _FIELD_NAMES}
         values["scopes"] = tuple(values["scopes"])
+        values["rate_limits"] = tuple(values["rate_limits"])
         return cls(**values, **extra)
 
     def status(self, now: datetime) -> KeyCheckResult:

@@ -10,8 +10,10 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from service.errors import InvalidInput
 from service.keys.record import KeyRecord
 from service.keys.scopes import MAX_REQUIRED_SCOPES
+from service.ratelimit.policy import MAX_LIMITS
 
 
 # A key as the admin API and the CLI show it: `KeyRecord` itself under the name the OpenAPI
@@ -39,7 +41,12 @@ class KeyCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     owner: str | None = Field(None, max_length=200)
     scopes: list[str] = Field(default_factory=list, max_length=50)
-    rate_limit: str | None = Field(None, max_length=32, examples=["100/minute"])
+    rate_limits: list[Annotated[str, Field(max_length=40)]] = Field(
+        default_factory=list, max_length=MAX_LIMITS, examples=[["10/second", "10000/day"]]
+    )
+    rate_limit: str | None = Field(
+        None, max_length=40, description="deprecated: one limit, as `rate_limits: [...]`"
+    )
     expires_in: str | None = Field(None, max_length=32, examples=["30d"])
 
 
@@ -48,12 +55,30 @@ class KeyUpdate(BaseModel):
     name: str | None = Field(None, min_length=1, max_length=200)
     owner: str | None = Field(None, max_length=200)
     scopes: list[str] | None = Field(None, max_length=50)
-    rate_limit: str | None = Field(None, max_length=32)
+    rate_limits: list[Annotated[str, Field(max_length=40)]] | None = Field(
+        None, max_length=MAX_LIMITS, description="replaces every limit; [] restores the default"
+    )
+    rate_limit: str | None = Field(
+        None, max_length=40, description="deprecated: one limit, as `rate_limits: [...]`"
+    )
+
+
+def requested_limits(rate_limits: list[str] | None, rate_limit: str | None) -> list[str] | None:
+    """`rate_limits`, or the old single `rate_limit` as a one-element list (never both)."""
+    if rate_limit is None:
+        return rate_limits
+    if rate_limits:
+        raise InvalidInput("rate_limit: give rate_limits or rate_limit, not both")
+    return [rate_limit]
 
 
 class KeyRotate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     grace: str = Field("0s", max_length=32, examples=["24h"])
+
+
+# A cost bound far above any limit's burst a key would have, far below integer trouble in Lua.
+MAX_COST = 1_000_000
 
 
 class RateLimitInfo(BaseModel):
@@ -69,6 +94,12 @@ class VerifyRequest(BaseModel):
         max_length=MAX_REQUIRED_SCOPES,
         description="scopes the key must hold, else `valid: false` with code FORBIDDEN",
     )
+    cost: int = Field(
+        1,
+        ge=0,
+        le=MAX_COST,
+        description="units charged to every limit of the key (0: report without charging)",
+    )
 
 
 class VerifyResult(BaseModel):
@@ -80,7 +111,8 @@ class VerifyResult(BaseModel):
     ratelimit: RateLimitInfo | None = None
 
 
-# What a key may learn about itself: the fields of `KeyRecord` chosen here, with the limit in force.
+# What a key may learn about itself: the fields of `KeyRecord` chosen here, with the limits in
+# force (the default policy's when the key has none of its own).
 class WhoAmI(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -89,9 +121,9 @@ class WhoAmI(BaseModel):
     display_prefix: str
     owner: str | None
     scopes: list[str]
-    rate_limit: str
+    rate_limits: list[str]
     expires_at: datetime | None
 
     @classmethod
-    def of(cls, record: KeyRecord, rate_limit: str) -> WhoAmI:
-        return cls.model_validate(replace(record, rate_limit=rate_limit))
+    def of(cls, record: KeyRecord, rate_limits: tuple[str, ...]) -> WhoAmI:
+        return cls.model_validate(replace(record, rate_limits=rate_limits))

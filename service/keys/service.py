@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -18,7 +19,7 @@ from service.keys.models import ApiKey
 from service.keys.record import KeyRecord
 from service.keys.repository import ApiKeyRepository
 from service.keys.scopes import check_scope
-from service.ratelimit.policy import parse_rate_limit
+from service.ratelimit.policy import canonical_rate_limits
 
 # New keys reach the Redis directory this many at a time (one pipeline each).
 _ANNOUNCE_BATCH = 1000
@@ -71,8 +72,8 @@ def _clean_scopes(scopes: list[str]) -> list[str]:
     return sorted({check_scope(scope) for scope in scopes})
 
 
-def _clean_rate_limit(rate_limit: str | None) -> str | None:
-    return None if rate_limit is None else str(parse_rate_limit(rate_limit))
+def _clean_rate_limits(rate_limits: Sequence[str] | None) -> list[str]:
+    return canonical_rate_limits(rate_limits or ())
 
 
 async def _get_model(repository: ApiKeyRepository, key_id: uuid.UUID) -> ApiKey:
@@ -120,7 +121,7 @@ async def create_key(
     name: str,
     owner: str | None = None,
     scopes: list[str] | None = None,
-    rate_limit: str | None = None,
+    rate_limits: Sequence[str] | None = None,
     expires_in: timedelta | None = None,
     listener: KeyChangeListener | None = None,
     actor: str,
@@ -133,7 +134,7 @@ async def create_key(
         name=name,
         owner=owner,
         scopes=scopes,
-        rate_limit=rate_limit,
+        rate_limits=rate_limits,
         expires_in=expires_in,
         listener=listener,
     )
@@ -148,7 +149,7 @@ async def create_keys(
     name: str,
     owner: str | None = None,
     scopes: list[str] | None = None,
-    rate_limit: str | None = None,
+    rate_limits: Sequence[str] | None = None,
     expires_in: timedelta | None = None,
     listener: KeyChangeListener | None = None,
     actor: str,
@@ -161,7 +162,7 @@ async def create_keys(
         "name": _clean_name(name),
         "owner": _clean_owner(owner),
         "scopes": _clean_scopes(scopes or []),
-        "rate_limit": _clean_rate_limit(rate_limit),
+        "rate_limits": _clean_rate_limits(rate_limits),
         "expires_at": _utcnow() + expires_in if expires_in is not None else None,
         "created_by": actor,
     }
@@ -215,13 +216,14 @@ async def update_key(
     name: str | None = None,
     owner: str | None = None,
     scopes: list[str] | None = None,
-    rate_limit: str | None = None,
+    rate_limits: Sequence[str] | None = None,
     listener: KeyChangeListener | None = None,
     actor: str,
     action: AuditAction = AuditAction.UPDATE,
 ) -> KeyRecord:
-    """Change the given fields; `None` leaves a field as it is. `action` names the change in the
-    audit log (`set-limit` for the CLI command of that name)."""
+    """Change the given fields; `None` leaves a field as it is (an empty `rate_limits` restores
+    the default policy). `action` names the change in the audit log (`set-limit` for the CLI
+    command of that name)."""
     model = await _get_model(ApiKeyRepository(session), key_id)
     before = KeyRecord.of(model)
     if name is not None:
@@ -230,8 +232,8 @@ async def update_key(
         model.owner = _clean_owner(owner)
     if scopes is not None:
         model.scopes = _clean_scopes(scopes)
-    if rate_limit is not None:
-        model.rate_limit = _clean_rate_limit(rate_limit)
+    if rate_limits is not None:
+        model.rate_limits = _clean_rate_limits(rate_limits)
     return await _commit_change(session, model, before, Audit(action, actor), listener)
 
 
@@ -275,7 +277,7 @@ async def rotate_key(
             name=old.name,
             owner=old.owner,
             scopes=list(old.scopes),
-            rate_limit=old.rate_limit,
+            rate_limits=list(old.rate_limits),
             expires_at=old.expires_at,
             created_by=actor,
         )

@@ -44,7 +44,7 @@ class ClusterUpkeep:
             await self._cluster.initialize()
         groups: dict[str, tuple[ClusterNode, list[int]]] = {}
         for index, key_id in enumerate(key_ids):
-            node = self._cluster.get_node_from_key(self._keyspace.tat(key_id))
+            node = self._cluster.get_node_from_key(self._keyspace.usage(key_id))
             if node is None:  # only asked for replicas, never for a primary
                 raise LookupError(key_id)
             groups.setdefault(node.name, (node, []))[1].append(index)

@@ -25,7 +25,8 @@ from service.ratelimit.deadline import Deadline
 from service.ratelimit.decision import RateLimitDecision
 from service.ratelimit.deferred_usage import DeferredUsage
 from service.ratelimit.events import LimiterEvents
-from service.ratelimit.gcra import GcraParams, gcra_params, to_decision
+from service.ratelimit.gcra import to_decision
+from service.ratelimit.limits import LimitSet, single
 from service.ratelimit.policy import RateLimitPolicy
 from service.redis.client import RedisClient
 from service.redis.keyspace import RedisKeyspace
@@ -34,7 +35,8 @@ from service.redis.scripts import ScriptName, load_script
 logger = logging.getLogger("gatekey.ratelimit")
 
 USAGE_TTL_S = 2 * 86400
-Fallback = Callable[[str, RateLimitPolicy], RateLimitDecision]
+# key id, its limits, the cost, its owner -> the decision made without Redis
+Fallback = Callable[[str, LimitSet, int, str | None], RateLimitDecision]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +49,16 @@ class _Unanswered:
 
 _NOT_SENT = _Unanswered(maybe_ran=False)
 _SENT = _Unanswered(maybe_ran=True)
-_Reply = list[int] | _Unanswered  # the script's four numbers, or why there are none
-_Call = tuple[str, GcraParams, "asyncio.Future[_Reply]"]
+_Reply = list[int] | _Unanswered  # the script's six numbers, or why there are none
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    key_id: str
+    owner: str | None
+    limits: LimitSet
+    cost: int
+    future: asyncio.Future[_Reply]
 
 
 class _BatchFailed(Exception):
@@ -131,22 +141,43 @@ class RedisRateLimiter:
                 pool.connection_class, pool.connection_kwargs
             )
 
-    async def hit(self, key_id: str, policy: RateLimitPolicy) -> RateLimitDecision:
+    async def hit(
+        self,
+        key_id: str,
+        limits: LimitSet | RateLimitPolicy,
+        *,
+        cost: int = 1,
+        owner: str | None = None,
+    ) -> RateLimitDecision:
+        """Check one request of `cost` units against every limit in `limits` at once."""
+        if isinstance(limits, RateLimitPolicy):
+            limits = single(limits)
         if not self._breaker.allow():
-            return self._fall_back(key_id, policy, _NOT_SENT)
-        params = gcra_params(policy)
+            return self._fall_back(key_id, limits, cost, owner, _NOT_SENT)
         future: asyncio.Future[_Reply] = asyncio.get_running_loop().create_future()
-        self._pending.append((key_id, params, future))
+        self._pending.append(_Call(key_id, owner, limits, cost, future))
         if not self._is_batch_starting and self._in_flight < self._max_in_flight:
             self._start_batch()
         reply = await future
         if isinstance(reply, _Unanswered):
-            return self._fall_back(key_id, policy, reply)
-        allowed, remaining, reset_us, retry_after_us = reply
+            return self._fall_back(key_id, limits, cost, owner, reply)
+        allowed, binding, remaining, reset_us, retry_after_us, shadow_refused = reply
         self._on_decision("allowed" if allowed else "limited")
+        if shadow_refused:
+            self._on_decision("shadow_limited")
+        limit = limits.limits[binding - 1]
         if self._observe is not None:
-            self._observe(key_id, reset_us)
-        return to_decision(params, allowed == 1, remaining, reset_us, retry_after_us)
+            self._observe(limit.subject(key_id, owner), reset_us)
+        return to_decision(
+            limits.params[binding - 1],
+            allowed == 1,
+            remaining,
+            reset_us,
+            retry_after_us,
+            name=limit.name,
+            policy_header=limits.policy_header,
+            shadow_limited=shadow_refused == 1,
+        )
 
     async def health(self) -> str:
         """`degraded` while the breaker is open, or when Redis does not answer a PING now: a
@@ -177,13 +208,19 @@ class RedisRateLimiter:
             await connection.disconnect()
 
     def _fall_back(
-        self, key_id: str, policy: RateLimitPolicy, unanswered: _Unanswered
+        self,
+        key_id: str,
+        limits: LimitSet,
+        cost: int,
+        owner: str | None,
+        unanswered: _Unanswered,
     ) -> RateLimitDecision:
         self._on_decision("fallback")
-        decision = self._fallback(key_id, policy)
+        decision = self._fallback(key_id, limits, cost, owner)
         # A hit whose script may have run is not counted again here: at most once, not twice.
-        if decision.allowed and not unanswered.maybe_ran and self._deferred_usage is not None:
-            self._deferred_usage.add(key_id)
+        deferred = self._deferred_usage
+        if decision.allowed and cost > 0 and not unanswered.maybe_ran and deferred is not None:
+            deferred.add(key_id)
         return decision
 
     def _start_hand_over(self) -> None:
@@ -239,9 +276,9 @@ class RedisRateLimiter:
             self._start_hand_over()
         finally:
             self._in_flight -= 1
-        for (_, _, future), reply in zip(batch, replies, strict=True):
-            if not future.done():  # a caller cancelled while waiting
-                future.set_result(reply)
+        for call, reply in zip(batch, replies, strict=True):
+            if not call.future.done():  # a caller cancelled while waiting
+                call.future.set_result(reply)
         if self._pending and not self._is_batch_starting:
             self._start_batch()
 
@@ -258,7 +295,7 @@ class RedisRateLimiter:
         upkeep = self._cluster
         assert upkeep is not None  # only called for a Cluster
         try:
-            groups = await upkeep.group_by_master([key_id for key_id, _, _ in batch])
+            groups = await upkeep.group_by_master([call.key_id for call in batch])
         except Exception as error:
             upkeep.refresh_slots()
             raise _BatchFailed(maybe_ran=False) from error
@@ -285,8 +322,8 @@ class RedisRateLimiter:
                 replies[i] = reply
         if self._records_usage:
             upkeep.mark_dirty(
-                key_id
-                for (key_id, _, _), reply in zip(batch, replies, strict=True)
+                call.key_id
+                for call, reply in zip(batch, replies, strict=True)
                 if not isinstance(reply, _Unanswered) or reply.maybe_ran
             )
         if failures:
@@ -356,19 +393,20 @@ class RedisRateLimiter:
             _pack(
                 verb,
                 script,
-                2,
-                keyspace.tat(key_id),
-                keyspace.usage(key_id),
-                params.emission_us,
-                params.tolerance_us,
+                1 + len(call.limits.limits),
+                keyspace.usage(call.key_id),
+                *(keyspace.tat(call.key_id, limit.suffix) for limit in call.limits.limits),
+                call.cost,
                 self._usage_ttl_s,
+                *call.limits.script_args,
             )
-            for key_id, params, _ in calls
+            for call in calls
         ]
         # After the scripts, never before: a flusher claiming the dirty set in between either
         # read the new counts already or finds the key marked again.
         if mark_dirty:
-            commands.append(_pack(b"SADD", keyspace.dirty, *dict.fromkeys(c[0] for c in calls)))
+            key_ids = dict.fromkeys(call.key_id for call in calls)
+            commands.append(_pack(b"SADD", keyspace.dirty, *key_ids))
         await connection.send_packed_command(b"".join(commands), check_health=False)
         replies: list[Any] = []
         for _ in calls:

@@ -22,9 +22,10 @@ class RedisKeyspace:
 
     namespace: str = DEFAULT_NAMESPACE
 
-    def tat(self, key_id: str) -> str:
-        """String: the key's GCRA theoretical arrival time in microseconds of Redis time."""
-        return f"{self.namespace}:{{{key_id}}}:tat"
+    def tat(self, key_id: str, limit: str) -> str:
+        """String: the GCRA theoretical arrival time of one of the key's limits (`limit`: its
+        window in seconds, `s` after a shadow one's) in microseconds of Redis time."""
+        return f"{self.namespace}:{{{key_id}}}:tat:{limit}"
 
     def usage(self, key_id: str) -> str:
         """Hash: minute epoch (seconds) -> admitted requests in that minute, cumulative."""

@@ -116,7 +116,7 @@ async def test_list_hides_revoked_keys_unless_all(database: Database, settings: 
     assert [k["id"] for k in json.loads(listed.stdout)] == [str(active.record.id)]
     everything = json.loads(listed_all.stdout)
     assert {k["id"] for k in everything} == {str(active.record.id), str(revoked.record.id)}
-    assert all(set(k) >= {"id", "name", "owner", "rate_limit", "revoked_at"} for k in everything)
+    assert all(set(k) >= {"id", "name", "owner", "rate_limits", "revoked_at"} for k in everything)
     assert all("key" not in k and "key_hash" not in k for k in everything)
     assert str(active.record.id) in table.stdout
     assert str(revoked.record.id) not in table.stdout

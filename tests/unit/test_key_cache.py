@@ -27,7 +27,7 @@ def _record(n: int = 1) -> KeyRecord:
         display_prefix="gk_abcdefgh",
         owner="team",
         scopes=("read",),
-        rate_limit=None,
+        rate_limits=(),
         created_at=datetime(2026, 1, 1, tzinfo=UTC),
         expires_at=None,
         revoked_at=None,

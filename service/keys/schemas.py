@@ -98,6 +98,7 @@ class VerifyRequest(BaseModel):
         1,
         ge=0,
         le=MAX_COST,
+        strict=True,
         description="units charged to every limit of the key (0: report without charging)",
     )
 

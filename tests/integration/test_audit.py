@@ -76,7 +76,7 @@ async def test_each_http_action_writes_one_exact_entry(
             "name": {"from": None, "to": "svc"},
             "owner": {"from": None, "to": owner},
             "scopes": {"from": None, "to": ["read"]},
-            "rate_limits": {"from": [], "to": ["5/minute"]},
+            "rate_limits": {"from": None, "to": ["5/minute"]},
         },
     )
     assert await _entries(client, admin, key_id) == [create_entry]

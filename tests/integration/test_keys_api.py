@@ -373,9 +373,9 @@ async def test_admin_crud(client: httpx.AsyncClient, admin_key: str) -> None:
         f"/v1/admin/keys/{key_id}", json={"rate_limit": "5/minutes"}, headers=admin
     )
     assert (patched.status_code, patched.json()["rate_limits"]) == (200, ["5/minute"])
-    assert (await client.get(f"/v1/admin/keys/{key_id}", headers=admin)).json()[
-        "rate_limits"
-    ] == ["5/minute"]
+    assert (await client.get(f"/v1/admin/keys/{key_id}", headers=admin)).json()["rate_limits"] == [
+        "5/minute"
+    ]
 
     with call_window() as rotating:
         rotated = await client.post(

@@ -1,0 +1,124 @@
+"""Several limits per key, cost, shadow limits and the near-limit counter against real
+`gatekey serve --workers 2` processes: every admitted count exact under concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+
+import httpx
+
+from service.db import Database
+from service.keys import service
+from tests.factories import TEST_ACTOR, assert_problem, create_key, key_header
+from tests.integration.servers import Clients, ServeProcess, fire, wait_for_usage
+
+WHOAMI = "/v1/whoami"
+VERIFY = "/v1/keys/verify"
+DECISIONS = "gatekey_ratelimit_decisions_total"
+NEAR_LIMIT = "gatekey_ratelimit_near_limit_total"
+
+
+def total(server: ServeProcess, sample: str, **labels: str) -> float:
+    return sum(server.counts_by_pid(sample, **labels).values())
+
+
+async def burst(server: ServeProcess, key: str, count: int) -> Counter[int | None]:
+    async with Clients(server.url, connections=50) as clients:
+        outcomes = await fire(
+            lambda i: clients[i].get(WHOAMI, headers=key_header(key)), count, concurrency=50
+        )
+    assert [o.error for o in outcomes if o.error is not None] == []
+    return Counter(o.status for o in outcomes)
+
+
+async def verify(client: httpx.AsyncClient, key: str, cost: int = 1) -> httpx.Response:
+    return await client.post(VERIFY, json={"key": key, "cost": cost})
+
+
+async def test_the_tighter_limit_decides_and_a_refused_request_spends_no_limit(
+    server: ServeProcess, database: Database
+) -> None:
+    issued = await create_key(database, server.settings, rate_limits=["50/hour", "60/day"])
+    assert await burst(server, issued.plaintext, 500) == {200: 50, 429: 450}
+    # The day's limit counted the 50 admitted only, not the 450 the hour's limit refused: with
+    # the hour's limit gone, exactly 10 more pass.
+    async with database.get_session() as session:
+        await service.update_key(
+            session=session, key_id=issued.record.id, rate_limits=["60/day"], actor=TEST_ACTOR
+        )
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        deadline = time.monotonic() + 5
+        while (await verify(client, issued.plaintext, 0)).headers["RateLimit-Limit"] != "60":
+            assert time.monotonic() < deadline, "the new limits never reached a worker"
+            await asyncio.sleep(0.05)
+    assert await burst(server, issued.plaintext, 200) == {200: 10, 429: 190}
+
+
+async def test_headers_describe_the_limit_closest_to_exhaustion(
+    server: ServeProcess, database: Database
+) -> None:
+    issued = await create_key(database, server.settings, rate_limits=["4/minute", "100/hour"])
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        answers = [await client.get(WHOAMI, headers=key_header(issued.plaintext)) for _ in range(5)]
+    policy = '"key-minute";q=4;w=60, "key-hour";q=100;w=3600'
+    assert [a.headers["RateLimit-Policy"] for a in answers] == [policy] * 5
+    assert [a.headers["RateLimit"].split(";")[0] for a in answers] == ['"key-minute"'] * 5
+    assert [a.headers["RateLimit-Remaining"] for a in answers] == ["3", "2", "1", "0", "0"]
+    assert_problem(answers[4], 429, "RATE_LIMITED")
+    assert answers[0].json()["rate_limits"] == ["4/minute", "100/hour"]
+
+
+async def test_cost_charges_every_limit_and_zero_only_reports(
+    server: ServeProcess, database: Database
+) -> None:
+    issued = await create_key(database, server.settings, rate_limit="100/hour")
+    async with Clients(server.url, connections=30) as clients:
+        outcomes = await fire(
+            lambda i: clients[i].post(VERIFY, json={"key": issued.plaintext, "cost": 5}),
+            60,
+            concurrency=30,
+        )
+    bodies = [o.response.json() for o in outcomes if o.response is not None]
+    assert Counter((b["valid"], b["code"]) for b in bodies) == {
+        (True, "VALID"): 20,
+        (False, "RATE_LIMITED"): 40,
+    }
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        peek = await verify(client, issued.plaintext, 0)
+        assert (peek.json()["valid"], peek.json()["ratelimit"]["remaining"]) == (True, 0)
+        fresh = await create_key(database, server.settings, rate_limit="10/hour")
+        too_costly = await verify(client, fresh.plaintext, 11)
+        assert (too_costly.json()["valid"], too_costly.json()["code"]) == (False, "RATE_LIMITED")
+        assert "Retry-After" not in too_costly.headers  # no wait makes it pass
+        assert (await verify(client, fresh.plaintext, 10)).json()["valid"] is True
+        for bad in (-1, 1_000_001, "5"):
+            response = await client.post(VERIFY, json={"key": fresh.plaintext, "cost": bad})
+            assert_problem(response, 422, "VALIDATION_ERROR")
+            assert "cost" in response.json()["detail"]
+    # Usage counts admitted requests, one each whatever their cost, none for a peek.
+    await wait_for_usage(server, database, issued.record.id, 20)
+
+
+async def test_a_shadow_limit_admits_and_counts_exactly_what_it_would_refuse(
+    server: ServeProcess, database: Database
+) -> None:
+    issued = await create_key(
+        database, server.settings, rate_limits=["1000/hour", "10/hour shadow"]
+    )
+    before = total(server, DECISIONS, decision="shadow_limited")
+    near_before = total(server, NEAR_LIMIT)
+    assert await burst(server, issued.plaintext, 100) == {200: 100}
+    assert total(server, DECISIONS, decision="shadow_limited") - before == 90
+    assert total(server, NEAR_LIMIT) == near_before  # 900 of 1,000 left: far from the limit
+
+
+async def test_near_limit_counts_admissions_leaving_less_than_a_fifth(
+    server: ServeProcess, database: Database
+) -> None:
+    issued = await create_key(database, server.settings, rate_limits=["100/hour", "1000/day"])
+    before = total(server, NEAR_LIMIT)
+    assert await burst(server, issued.plaintext, 150) == {200: 100, 429: 50}
+    # Remaining 19 down to 0 after admission: 20 admissions.
+    assert total(server, NEAR_LIMIT) - before == 20

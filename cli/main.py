@@ -12,7 +12,7 @@ import typer
 # typer exports them under no public name; tests/unit/test_library_contracts.py checks them.
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
-from cli import audit, db, keys, selftest, serve
+from cli import audit, db, keys, owners, selftest, serve
 from cli.common import EXIT_USAGE, clean_errors, console, fail
 
 app = typer.Typer(
@@ -44,6 +44,7 @@ def root(
 app.add_typer(keys.app, name="keys")
 app.add_typer(db.app, name="db")
 app.add_typer(audit.app, name="audit")
+app.add_typer(owners.app, name="owners")
 app.command("serve")(serve.serve)
 app.command("preflight")(selftest.preflight)
 app.command("selftest")(selftest.selftest)

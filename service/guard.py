@@ -46,26 +46,29 @@ class Guard:
         self._on_result = on_result
         # RATE_LIMIT_ON_REDIS_ERROR=deny: a refusal made without Redis means "unavailable".
         self._is_fallback_denial = is_fallback_denial
-        self._limit_sets: dict[tuple[str, ...], LimitSet] = {}
+        self._limit_sets: dict[tuple[tuple[str, ...], tuple[str, ...]], LimitSet] = {}
         self._failures = failures
         self._on_near_limit = on_near_limit
 
     def limits_for(self, record: KeyRecord) -> LimitSet:
         """The key's limits (the default policy when it enforces none of its own), cached by
         their texts: parsed once per distinct set, not per request."""
-        texts = record.rate_limits
+        # A key without an owner has no owner-wide limits (the column stays empty then).
+        texts = (record.rate_limits, record.owner_rate_limits if record.owner else ())
         limits = self._limit_sets.get(texts)
         if limits is None:
             if len(self._limit_sets) >= _MAX_LIMIT_SETS:
                 self._limit_sets.clear()
-            own = parse_rate_limits(texts)
-            limits = limit_set(own, default=self._default_policy)
+            own, owner_wide = (parse_rate_limits(t) for t in texts)
+            limits = limit_set(own, owner_wide, default=self._default_policy)
             self._limit_sets[texts] = limits
         return limits
 
     def limits_in_force(self, record: KeyRecord) -> tuple[str, ...]:
-        """The texts of every limit the key's requests are checked against."""
-        return tuple(str(limit.policy) for limit in self.limits_for(record).limits)
+        """The texts of the key's own limits its requests are checked against (the default
+        policy's included; the owner's are the record's `owner_rate_limits`)."""
+        limits = self.limits_for(record).limits
+        return tuple(str(limit.policy) for limit in limits if not limit.owner_wide)
 
     async def admit(
         self,

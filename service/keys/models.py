@@ -36,6 +36,11 @@ class ApiKey(Base):
     owner: Mapped[str | None] = mapped_column(String(200), index=True)
     scopes: Mapped[list[str]] = mapped_column(ARRAY(String(64)), server_default="{}")
     rate_limits: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    # The owner's limits (`owner_limits`), copied here by triggers (migration 0006): a change of
+    # them moves `version`, which carries it to every worker like any key change.
+    owner_rate_limits: Mapped[list[str]] = mapped_column(
+        ARRAY(Text), server_default="{}", server_onupdate=FetchedValue()
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # When revocation takes effect; in the future while a rotated key's grace period runs.

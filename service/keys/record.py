@@ -28,6 +28,8 @@ class KeyRecord:
     scopes: tuple[str, ...]
     # Canonical limit texts (`10/second`, `1000/day shadow`); empty: the default policy.
     rate_limits: tuple[str, ...]
+    # The owner's limits (`gatekey owners set-limit`), shared by all the owner's keys.
+    owner_rate_limits: tuple[str, ...]
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
@@ -44,6 +46,7 @@ class KeyRecord:
         values = {name: getattr(source, name) for name in _FIELD_NAMES}
         values["scopes"] = tuple(values["scopes"])
         values["rate_limits"] = tuple(values["rate_limits"])
+        values["owner_rate_limits"] = tuple(values["owner_rate_limits"])
         return cls(**values, **extra)
 
     def status(self, now: datetime) -> KeyCheckResult:

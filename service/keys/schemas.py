@@ -123,6 +123,7 @@ class WhoAmI(BaseModel):
     owner: str | None
     scopes: list[str]
     rate_limits: list[str]
+    owner_rate_limits: list[str]
     expires_at: datetime | None
 
     @classmethod

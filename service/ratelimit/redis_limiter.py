@@ -26,10 +26,10 @@ from service.ratelimit.decision import RateLimitDecision
 from service.ratelimit.deferred_usage import DeferredUsage
 from service.ratelimit.events import LimiterEvents
 from service.ratelimit.gcra import to_decision
-from service.ratelimit.limits import LimitSet, single
+from service.ratelimit.limits import Limit, LimitSet, single
 from service.ratelimit.policy import RateLimitPolicy
 from service.redis.client import RedisClient
-from service.redis.keyspace import RedisKeyspace
+from service.redis.keyspace import RedisKeyspace, usage_ref
 from service.redis.scripts import ScriptName, load_script
 
 logger = logging.getLogger("gatekey.ratelimit")
@@ -56,6 +56,7 @@ _Reply = list[int] | _Unanswered  # the script's six numbers, or why there are n
 class _Call:
     key_id: str
     owner: str | None
+    ref: str  # what names the key's Redis state (`usage_ref`)
     limits: LimitSet
     cost: int
     future: asyncio.Future[_Reply]
@@ -155,7 +156,7 @@ class RedisRateLimiter:
         if not self._breaker.allow():
             return self._fall_back(key_id, limits, cost, owner, _NOT_SENT)
         future: asyncio.Future[_Reply] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Call(key_id, owner, limits, cost, future))
+        self._pending.append(_Call(key_id, owner, usage_ref(key_id, owner), limits, cost, future))
         if not self._is_batch_starting and self._in_flight < self._max_in_flight:
             self._start_batch()
         reply = await future
@@ -220,7 +221,7 @@ class RedisRateLimiter:
         # A hit whose script may have run is not counted again here: at most once, not twice.
         deferred = self._deferred_usage
         if decision.allowed and cost > 0 and not unanswered.maybe_ran and deferred is not None:
-            deferred.add(key_id)
+            deferred.add(usage_ref(key_id, owner))
         return decision
 
     def _start_hand_over(self) -> None:
@@ -295,7 +296,7 @@ class RedisRateLimiter:
         upkeep = self._cluster
         assert upkeep is not None  # only called for a Cluster
         try:
-            groups = await upkeep.group_by_master([call.key_id for call in batch])
+            groups = await upkeep.group_by_master([call.ref for call in batch])
         except Exception as error:
             upkeep.refresh_slots()
             raise _BatchFailed(maybe_ran=False) from error
@@ -322,7 +323,7 @@ class RedisRateLimiter:
                 replies[i] = reply
         if self._records_usage:
             upkeep.mark_dirty(
-                call.key_id
+                call.ref
                 for call, reply in zip(batch, replies, strict=True)
                 if not isinstance(reply, _Unanswered) or reply.maybe_ran
             )
@@ -394,8 +395,8 @@ class RedisRateLimiter:
                 verb,
                 script,
                 1 + len(call.limits.limits),
-                keyspace.usage(call.key_id),
-                *(keyspace.tat(call.key_id, limit.suffix) for limit in call.limits.limits),
+                keyspace.usage(call.ref),
+                *(_tat(keyspace, call, limit) for limit in call.limits.limits),
                 call.cost,
                 self._usage_ttl_s,
                 *call.limits.script_args,
@@ -405,8 +406,8 @@ class RedisRateLimiter:
         # After the scripts, never before: a flusher claiming the dirty set in between either
         # read the new counts already or finds the key marked again.
         if mark_dirty:
-            key_ids = dict.fromkeys(call.key_id for call in calls)
-            commands.append(_pack(b"SADD", keyspace.dirty, *key_ids))
+            refs = dict.fromkeys(call.ref for call in calls)
+            commands.append(_pack(b"SADD", keyspace.dirty, *refs))
         await connection.send_packed_command(b"".join(commands), check_health=False)
         replies: list[Any] = []
         for _ in calls:
@@ -418,6 +419,12 @@ class RedisRateLimiter:
         if mark_dirty:
             await connection.read_response()
         return replies
+
+
+def _tat(keyspace: RedisKeyspace, call: _Call, limit: Limit) -> str:
+    if limit.owner_wide and call.owner is not None:
+        return keyspace.owner_tat(call.owner, limit.suffix)
+    return keyspace.tat(call.ref, limit.suffix)
 
 
 def _connection_factory(

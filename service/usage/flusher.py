@@ -116,7 +116,8 @@ class UsageFlusher:
             )
 
     async def claim(self, token: str) -> list[str] | None:
-        """Move the dirty set aside atomically; the key ids to flush (None: lock lost)."""
+        """Move the dirty set aside atomically; the key refs (`usage_ref`) to flush (None: lock
+        lost)."""
         keyspace = self._keyspace
         members = await self._claim_script(
             keys=[keyspace.flush_lock, keyspace.dirty, keyspace.processing], args=[token]

@@ -115,6 +115,7 @@ async def test_cli_created_key_validates_on_the_async_endpoints(
         "owner": owner,
         "scopes": ["read", "write"],
         "rate_limits": ["50/minute"],
+        "owner_rate_limits": [],
         "expires_at": None,
     }
     assert whoami.headers["ratelimit-limit"] == "50"

@@ -11,7 +11,8 @@ import httpx
 
 from service.db import Database
 from service.keys import service
-from tests.factories import TEST_ACTOR, assert_problem, create_key, key_header
+from service.owners.service import set_owner_limits
+from tests.factories import TEST_ACTOR, assert_problem, create_key, key_header, unique_owner
 from tests.integration.servers import Clients, ServeProcess, fire, wait_for_usage
 
 WHOAMI = "/v1/whoami"
@@ -122,3 +123,36 @@ async def test_near_limit_counts_admissions_leaving_less_than_a_fifth(
     assert await burst(server, issued.plaintext, 150) == {200: 100, 429: 50}
     # Remaining 19 down to 0 after admission: 20 admissions.
     assert total(server, NEAR_LIMIT) - before == 20
+
+
+async def test_an_owner_limit_counts_all_the_owners_keys_together(
+    server: ServeProcess, database: Database
+) -> None:
+    owner = unique_owner()
+    first, second = [
+        await create_key(database, server.settings, owner=owner, rate_limit="1000/hour")
+        for _ in range(2)
+    ]
+    other = await create_key(database, server.settings, owner=unique_owner(), rate_limit="5/hour")
+    async with database.get_session() as session:
+        # Unannounced (no listener): the version the trigger moved reaches every worker.
+        await set_owner_limits(
+            session=session, owner=owner, rate_limits=["30/hour"], actor=TEST_ACTOR
+        )
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        deadline = time.monotonic() + 5
+        for key in (first.plaintext, second.plaintext):
+            while "owner-hour" not in (await verify(client, key, 0)).headers["RateLimit-Policy"]:
+                assert time.monotonic() < deadline, "the owner's limit never reached a worker"
+                await asyncio.sleep(0.05)
+    keys = (first.plaintext, second.plaintext)
+    async with Clients(server.url, connections=50) as clients:
+        outcomes = await fire(
+            lambda i: clients[i].get(WHOAMI, headers=key_header(keys[i % 2])), 400, concurrency=50
+        )
+    assert Counter(o.status for o in outcomes) == {200: 30, 429: 370}
+    refused = next(o.response for o in outcomes if o.status == 429 and o.response is not None)
+    assert refused.headers["RateLimit"].startswith('"owner-hour";r=0;')
+    assert refused.json()["code"] == "RATE_LIMITED"
+    # Another owner's key is not held back by it.
+    assert await burst(server, other.plaintext, 10) == {200: 5, 429: 5}

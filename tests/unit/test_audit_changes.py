@@ -17,6 +17,7 @@ RECORD = KeyRecord(
     owner=None,
     scopes=("read",),
     rate_limits=(),
+    owner_rate_limits=(),
     created_at=NOW,
     expires_at=None,
     revoked_at=None,

@@ -28,6 +28,7 @@ def _record(n: int = 1) -> KeyRecord:
         owner="team",
         scopes=("read",),
         rate_limits=(),
+        owner_rate_limits=(),
         created_at=datetime(2026, 1, 1, tzinfo=UTC),
         expires_at=None,
         revoked_at=None,

@@ -35,6 +35,7 @@ RECORD = KeyRecord(
     owner="team",
     scopes=(),
     rate_limits=("100/minute",),
+    owner_rate_limits=(),
     created_at=NOW,
     expires_at=None,
     revoked_at=None,

@@ -99,7 +99,7 @@ async def _limit_revisions_keep_the_data(scratch: Settings) -> None:
     await _sql(
         scratch,
         "INSERT INTO api_keys (id, key_hash, display_prefix, name, owner, rate_limit) VALUES "
-        f"('{uuid.uuid4()}', '{'0' * 64}', 'gk_old', 'old', 'acme', '5/minute')",
+        "(gen_random_uuid(), repeat('0', 64), 'gk_old', 'old', 'acme', '5/minute')",
     )
     _ok(await run_cli(scratch, "db", "upgrade", "0006_owner_limits"))
     assert await _sql(scratch, _KEYS) == [(["5/minute"], [], 1)]

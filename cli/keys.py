@@ -41,6 +41,16 @@ CountOpt = Annotated[
 ]
 
 
+CreditsOpt = Annotated[
+    int | None,
+    typer.Option(help="Units the key's requests spend (their cost); at 0, USAGE_EXCEEDED."),
+]
+RefillOpt = Annotated[
+    str | None,
+    typer.Option(help="N/second|minute|hour|day: credits set back to N at each period boundary."),
+]
+
+
 @dataclass(frozen=True, slots=True)
 class KeyTools:
     """What a key use case needs: a session, the key format, and the change announcer."""
@@ -113,6 +123,8 @@ def create(
         ),
     ] = None,
     expires_in: Annotated[str | None, typer.Option(help="e.g. 30d, 12h.")] = None,
+    credits: CreditsOpt = None,
+    refill: RefillOpt = None,
     as_json: JsonOpt = False,
     count: CountOpt = None,
 ) -> None:
@@ -132,6 +144,8 @@ def create(
             scopes=scope_list,
             rate_limits=rate_limit or [],
             expires_in=expires,
+            credits=credits,
+            refill=refill,
             listener=tools.listener,
             actor=cli_actor(),
         ),
@@ -259,3 +273,32 @@ def set_limit(
     else:
         shown = ", ".join(record.rate_limits) or "the default policy"
         console.print(f"{record.id} limits are now {escape(shown)}")
+
+
+@app.command("set-credits")
+def set_credits(
+    ctx: typer.Context,
+    key_id: str,
+    credits: Annotated[int, typer.Argument(help="The count starts again at this.")],
+    refill: RefillOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Give a key CREDITS units (and a refill), replacing what it had left."""
+    kid = _key_id(key_id)
+    record = _run(
+        ctx,
+        lambda tools: service.update_key(
+            session=tools.session,
+            key_id=kid,
+            credits=credits,
+            refill=refill,
+            listener=tools.listener,
+            actor=cli_actor(),
+            action=AuditAction.SET_CREDITS,
+        ),
+    )
+    if as_json:
+        print_json(_as_dict(record))
+    else:
+        every = f", refilled to {record.refill}" if record.refill else ""
+        console.print(f"{record.id} has {record.credits_remaining} credits{escape(every)}")

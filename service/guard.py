@@ -6,12 +6,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from service.errors import KeyRejected, LimiterUnavailable, MissingScopes, RateLimited
+from service.errors import (
+    KeyRejected,
+    LimiterUnavailable,
+    MissingScopes,
+    RateLimited,
+    UsageExceeded,
+)
 from service.keys.record import KeyRecord
 from service.keys.verifier import KeyVerifier
 from service.ratelimit.decision import RateLimitDecision
 from service.ratelimit.failures import FailureBudget
 from service.ratelimit.limiter import RateLimiter
+from service.ratelimit.credits import credits_of
 from service.ratelimit.limits import LimitSet, limit_set
 from service.ratelimit.policy import RateLimitPolicy, parse_rate_limits
 from service.results import KeyCheckResult
@@ -79,7 +86,8 @@ class Guard:
         report_valid: bool = True,
         cost: int = 1,
     ) -> Admission:
-        """Return the admission, or raise `KeyRejected` (`RateLimited` when over the limit,
+        """Return the admission, or raise `KeyRejected` (`RateLimited` when over a limit,
+        `UsageExceeded` when its credits are spent,
         `MissingScopes` when the key lacks one of `required_scopes`); `TooManyFailures` when
         `client` has failed too often (then nothing is looked up).
 
@@ -99,8 +107,15 @@ class Guard:
                 await failures.spend(client, rejection.code)
             raise
         decision = await self._limiter.hit(
-            str(record.id), self.limits_for(record), cost=cost, owner=record.owner
+            str(record.id),
+            self.limits_for(record),
+            cost=cost,
+            owner=record.owner,
+            credits=credits_of(record.credits_remaining, record.refill, record.credits_epoch),
         )
+        if decision.usage_exceeded:
+            self._on_result(KeyCheckResult.USAGE_EXCEEDED)
+            raise UsageExceeded(record, decision)
         if not decision.allowed:
             if decision.is_fallback and self._is_fallback_denial:
                 self._on_result(KeyCheckResult.RATE_LIMITER_UNAVAILABLE)

@@ -74,6 +74,8 @@ async def create_key(
     rate_limit: str | None = None,
     rate_limits: list[str] | None = None,
     expires_in: timedelta | None = None,
+    credits: int | None = None,
+    refill: str | None = None,
 ) -> IssuedKey:
     """A key committed to the test database through the same use case the CLI calls
     (`rate_limit`: one limit, the common case)."""
@@ -87,6 +89,8 @@ async def create_key(
             scopes=scopes,
             rate_limits=rate_limits or ([rate_limit] if rate_limit else []),
             expires_in=expires_in,
+            credits=credits,
+            refill=refill,
         )
 
 

@@ -31,6 +31,7 @@ PROBLEM_JSON = "application/problem+json"
 _KEY_STATUS = {
     KeyCheckResult.FORBIDDEN: 403,
     KeyCheckResult.RATE_LIMITED: 429,
+    KeyCheckResult.USAGE_EXCEEDED: 429,
     KeyCheckResult.RATE_LIMITER_UNAVAILABLE: 503,
 }
 _HTTP_CODES = {
@@ -60,6 +61,9 @@ def ratelimit_headers(decision: RateLimitDecision) -> dict[str, str]:
     describing the binding limit (the refusing one, or the one closest to exhaustion), with
     `RateLimit-Policy` listing every enforced limit. No `Retry-After` when no wait would help
     (the request costs more than a limit's burst)."""
+    if decision.usage_exceeded:  # the limits were not reached: only when credits come back
+        retry = decision.retry_after_s
+        return {"Retry-After": str(max(1, math.ceil(retry)))} if retry >= 0 else {}
     reset = math.ceil(decision.reset_s)
     policy = decision.policy_header
     if policy is None:

@@ -21,6 +21,8 @@ AUDITED_FIELDS = (
     "owner",
     "scopes",
     "rate_limits",
+    "credits_remaining",
+    "refill",
     "expires_at",
     "revoked_at",
     "replaced_by_id",
@@ -32,6 +34,7 @@ class AuditAction(StrEnum):
     CREATE = "create"
     UPDATE = "update"
     SET_LIMIT = "set-limit"
+    SET_CREDITS = "set-credits"
     REVOKE = "revoke"
     ROTATE = "rotate"
     OWNER_SET_LIMIT = "owner-set-limit"

@@ -69,6 +69,8 @@ async def create_key(
         owner=body.owner,
         scopes=body.scopes,
         rate_limits=requested_limits(body.rate_limits, body.rate_limit),
+        credits=body.credits,
+        refill=body.refill,
         expires_in=parse_duration(body.expires_in) if body.expires_in else None,
         listener=state.key_events,
         actor=key_actor(admin.record.id),
@@ -86,7 +88,7 @@ async def show_key(key_id: uuid.UUID, admin: AdminDep, session: SessionDep) -> K
 async def update_key(
     key_id: uuid.UUID, body: KeyUpdate, admin: AdminDep, session: SessionDep, state: StateDep
 ) -> KeyOut:
-    """Change name, owner, scopes or rate limits (admin scopes need `admin:grant`)."""
+    """Change name, owner, scopes, rate limits or credits (admin scopes need `admin:grant`)."""
     _require_grant(admin, body.scopes or ())
     record = await service.update_key(
         session=session,
@@ -95,6 +97,8 @@ async def update_key(
         owner=body.owner,
         scopes=body.scopes,
         rate_limits=requested_limits(body.rate_limits, body.rate_limit),
+        credits=body.credits,
+        refill=body.refill,
         listener=state.key_events,
         actor=key_actor(admin.record.id),
     )

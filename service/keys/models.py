@@ -50,6 +50,13 @@ class ApiKey(Base):
         Uuid, ForeignKey("api_keys.id", ondelete="SET NULL")
     )
     created_by: Mapped[str | None] = mapped_column(String(200))
+    # Credits (migration 0007): NULL, none. The live count is Redis's; the usage flusher writes
+    # it back here with `credits_refilled_at`, neither of which moves `version`.
+    credits_remaining: Mapped[int | None] = mapped_column(BigInteger)
+    refill: Mapped[str | None] = mapped_column(String(40))
+    credits_refilled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Times an admin set the credits: Redis starts counting again at a newer epoch.
+    credits_epoch: Mapped[int] = mapped_column(BigInteger, server_default="0")
     # Bumped by the database on every change to the fields above (not on `last_used_at`): the
     # key-change feed and the Redis key directory order states of a key by it.
     version: Mapped[int] = mapped_column(

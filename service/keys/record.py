@@ -38,6 +38,11 @@ class KeyRecord:
     # Who minted it (an acting key's id, or `cli:` and the OS user); keys older than the audit
     # log have none.
     created_by: str | None
+    # Units left as last persisted (lags Redis's live count by up to one usage flush); None: the
+    # key has no credits. `refill` (`N/period`) sets them back to N at each period boundary.
+    credits_remaining: int | None
+    refill: str | None
+    credits_epoch: int
 
     @classmethod
     def of(cls, source: object, **extra: Any) -> Self:

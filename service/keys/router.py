@@ -34,7 +34,8 @@ def _result(
         key_id=record.id,
         owner=record.owner,
         scopes=list(record.scopes),
-        ratelimit=_ratelimit_info(decision),
+        ratelimit=None if decision.usage_exceeded else _ratelimit_info(decision),
+        credits_remaining=decision.credits_remaining,
     )
 
 

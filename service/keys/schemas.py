@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from service.errors import InvalidInput
 from service.keys.record import KeyRecord
 from service.keys.scopes import MAX_REQUIRED_SCOPES
+from service.ratelimit.credits import MAX_CREDITS
 from service.ratelimit.policy import MAX_LIMITS
 
 
@@ -36,6 +37,10 @@ def key_json(record: KeyRecord) -> dict[str, Any]:
     return body
 
 
+_CREDITS = "units the key's requests spend (their cost); setting them starts the count again"
+_REFILL = "N/second|minute|hour|day: credits set back to N at each period boundary"
+
+
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
@@ -47,6 +52,8 @@ class KeyCreate(BaseModel):
     rate_limit: str | None = Field(
         None, max_length=40, description="deprecated: one limit, as `rate_limits: [...]`"
     )
+    credits: int | None = Field(None, ge=0, le=MAX_CREDITS, strict=True, description=_CREDITS)
+    refill: str | None = Field(None, max_length=40, examples=["1000/day"], description=_REFILL)
     expires_in: str | None = Field(None, max_length=32, examples=["30d"])
 
 
@@ -61,6 +68,8 @@ class KeyUpdate(BaseModel):
     rate_limit: str | None = Field(
         None, max_length=40, description="deprecated: one limit, as `rate_limits: [...]`"
     )
+    credits: int | None = Field(None, ge=0, le=MAX_CREDITS, strict=True, description=_CREDITS)
+    refill: str | None = Field(None, max_length=40, examples=["1000/day"], description=_REFILL)
 
 
 def requested_limits(rate_limits: list[str] | None, rate_limit: str | None) -> list[str] | None:
@@ -110,6 +119,9 @@ class VerifyResult(BaseModel):
     owner: str | None = None
     scopes: list[str] = Field(default_factory=list)
     ratelimit: RateLimitInfo | None = None
+    credits_remaining: int | None = Field(
+        None, description="the key's credits left after this check; null: it has none"
+    )
 
 
 # What a key may learn about itself: the fields of `KeyRecord` chosen here, with the limits in

@@ -19,6 +19,7 @@ from service.keys.models import ApiKey
 from service.keys.record import KeyRecord
 from service.keys.repository import ApiKeyRepository
 from service.keys.scopes import check_scope
+from service.ratelimit.credits import CreditState, check_credits, parse_refill
 from service.ratelimit.policy import canonical_rate_limits
 
 # New keys reach the Redis directory this many at a time (one pipeline each).
@@ -76,6 +77,23 @@ def _clean_rate_limits(rate_limits: Sequence[str] | None) -> list[str]:
     return canonical_rate_limits(rate_limits or ())
 
 
+def _credit_fields(
+    credits: int | None, refill: str | None, *, has_credits: bool, epoch: int
+) -> dict[str, object]:
+    """The columns that set credits (`credits`: the count starts again at it, at a new epoch)
+    and their refill; a refill needs credits, given now or before."""
+    fields: dict[str, object] = {}
+    if refill is not None:
+        if credits is None and not has_credits:
+            raise InvalidInput("refill: the key has no credits: give credits too")
+        fields["refill"] = str(parse_refill(refill))
+    if credits is not None:
+        fields["credits_remaining"] = check_credits(credits)
+        fields["credits_epoch"] = epoch + 1
+        fields["credits_refilled_at"] = _utcnow()
+    return fields
+
+
 async def _get_model(repository: ApiKeyRepository, key_id: uuid.UUID) -> ApiKey:
     key = await repository.get(key_id, for_update=True)
     if key is None:
@@ -123,6 +141,8 @@ async def create_key(
     scopes: list[str] | None = None,
     rate_limits: Sequence[str] | None = None,
     expires_in: timedelta | None = None,
+    credits: int | None = None,
+    refill: str | None = None,
     listener: KeyChangeListener | None = None,
     actor: str,
 ) -> IssuedKey:
@@ -136,6 +156,8 @@ async def create_key(
         scopes=scopes,
         rate_limits=rate_limits,
         expires_in=expires_in,
+        credits=credits,
+        refill=refill,
         listener=listener,
     )
     return issued
@@ -151,6 +173,8 @@ async def create_keys(
     scopes: list[str] | None = None,
     rate_limits: Sequence[str] | None = None,
     expires_in: timedelta | None = None,
+    credits: int | None = None,
+    refill: str | None = None,
     listener: KeyChangeListener | None = None,
     actor: str,
 ) -> list[IssuedKey]:
@@ -165,6 +189,7 @@ async def create_keys(
         "rate_limits": _clean_rate_limits(rate_limits),
         "expires_at": _utcnow() + expires_in if expires_in is not None else None,
         "created_by": actor,
+        **_credit_fields(credits, refill, has_credits=False, epoch=0),
     }
     plaintexts = [key_format.generate() for _ in range(count)]
     rows = [
@@ -217,6 +242,8 @@ async def update_key(
     owner: str | None = None,
     scopes: list[str] | None = None,
     rate_limits: Sequence[str] | None = None,
+    credits: int | None = None,
+    refill: str | None = None,
     listener: KeyChangeListener | None = None,
     actor: str,
     action: AuditAction = AuditAction.UPDATE,
@@ -234,6 +261,11 @@ async def update_key(
         model.scopes = _clean_scopes(scopes)
     if rate_limits is not None:
         model.rate_limits = _clean_rate_limits(rate_limits)
+    has_credits = model.credits_remaining is not None
+    for field, value in _credit_fields(
+        credits, refill, has_credits=has_credits, epoch=model.credits_epoch
+    ).items():
+        setattr(model, field, value)
     return await _commit_change(session, model, before, Audit(action, actor), listener)
 
 
@@ -289,3 +321,16 @@ async def rotate_key(
     if listener is not None:
         await listener.keys_created([new_entry])
     return IssuedKey(record=new_entry.record, plaintext=plaintext)
+
+
+async def read_credit_state(*, session: AsyncSession, key_id: uuid.UUID) -> CreditState | None:
+    """The key's credits as last persisted (None: it has none, or is gone)."""
+    model = await ApiKeyRepository(session).get(key_id)
+    if model is None or model.credits_remaining is None:
+        return None
+    refilled = model.credits_refilled_at
+    return CreditState(
+        model.credits_remaining,
+        model.credits_epoch,
+        int(refilled.timestamp()) if refilled is not None else 0,
+    )

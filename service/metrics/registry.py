@@ -21,7 +21,7 @@ VERIFICATION_RESULTS = tuple(
 )
 CACHE_OUTCOMES = ("hit", "miss")
 # `shadow_limited` is counted besides `allowed`/`limited`: a shadow limit would have refused.
-RATELIMIT_DECISIONS = ("allowed", "limited", "fallback", "shadow_limited")
+RATELIMIT_DECISIONS = ("allowed", "limited", "usage_exceeded", "fallback", "shadow_limited")
 USAGE_FLUSH_RESULTS = ("ok", "error")
 USAGE_DROP_REASONS = ("full", "shutdown")
 

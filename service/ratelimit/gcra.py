@@ -110,6 +110,8 @@ def to_decision(
     name: str = "default",
     policy_header: str | None = None,
     shadow_limited: bool = False,
+    usage_exceeded: bool = False,
+    credits_remaining: int | None = None,
 ) -> RateLimitDecision:
     """Build the public decision from GCRA figures (the script returns the same numbers)."""
     return RateLimitDecision(
@@ -123,4 +125,6 @@ def to_decision(
         name=name,
         policy_header=policy_header,
         shadow_limited=shadow_limited,
+        usage_exceeded=usage_exceeded,
+        credits_remaining=credits_remaining,
     )

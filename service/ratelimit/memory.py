@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from service.ratelimit.credits import Credits
 from service.ratelimit.decision import RateLimitDecision
 from service.ratelimit.gcra import MICROS, check, gcra_params, to_decision
 from service.ratelimit.limits import LimitSet, single
@@ -81,7 +82,11 @@ class MemoryRateLimiter:
         *,
         cost: int = 1,
         owner: str | None = None,
+        credits: Credits | None = None,
     ) -> RateLimitDecision:
+        """As the Redis limiter's, but credits are not enforced (one process holds no count
+        every process shares)."""
+        del credits
         decision = self.decide(key_id, limits, is_fallback=False, cost=cost, owner=owner)
         if self._on_decision is not None:
             self._on_decision("allowed" if decision.allowed else "limited")

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -25,11 +25,13 @@ from service.ratelimit.deadline import Deadline
 from service.ratelimit.decision import RateLimitDecision
 from service.ratelimit.deferred_usage import DeferredUsage
 from service.ratelimit.events import LimiterEvents
-from service.ratelimit.gcra import to_decision
+from service.ratelimit.credits import Credits, CreditState
+from service.ratelimit.gcra import NEVER, to_decision
 from service.ratelimit.limits import Limit, LimitSet, single
 from service.ratelimit.policy import RateLimitPolicy
 from service.redis.client import RedisClient
 from service.redis.keyspace import RedisKeyspace, usage_ref
+from service.redis import scripts
 from service.redis.scripts import ScriptName, load_script
 
 logger = logging.getLogger("gatekey.ratelimit")
@@ -49,7 +51,7 @@ class _Unanswered:
 
 _NOT_SENT = _Unanswered(maybe_ran=False)
 _SENT = _Unanswered(maybe_ran=True)
-_Reply = list[int] | _Unanswered  # the script's six numbers, or why there are none
+_Reply = list[int] | _Unanswered  # the script's seven numbers, or why there are none
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +61,18 @@ class _Call:
     ref: str  # what names the key's Redis state (`usage_ref`)
     limits: LimitSet
     cost: int
+    credits: Credits | None
     future: asyncio.Future[_Reply]
+
+
+# The script's status: refused by a limit, admitted, refused for want of credits, no credits
+# state (seeded from PostgreSQL, then asked again, at most this many times in all).
+_DECISIONS = ("limited", "allowed", "usage_exceeded")
+_USAGE_EXCEEDED = 2
+_NO_CREDITS_STATE = 3
+_SEED_TRIES = 3
+# Reads a key's credits from PostgreSQL (None: it has none).
+CreditStates = Callable[[str], Awaitable[CreditState | None]]
 
 
 class _BatchFailed(Exception):
@@ -101,8 +114,12 @@ class RedisRateLimiter:
         deferred_usage: DeferredUsage | None = None,
         records_usage: bool = True,
         events: LimiterEvents | None = None,
+        credit_states: CreditStates | None = None,
     ) -> None:
         self._redis = redis
+        # Where lost credits come back from (PostgreSQL); None: a limiter of no key's credits.
+        self._credit_states = credit_states
+        self._seeding: dict[str, asyncio.Future[bool]] = {}
         # False for limits on something other than a key (no usage hash, no dirty mark).
         self._records_usage = records_usage
         self._usage_ttl_s = USAGE_TTL_S if records_usage else 0
@@ -149,36 +166,73 @@ class RedisRateLimiter:
         *,
         cost: int = 1,
         owner: str | None = None,
+        credits: Credits | None = None,
     ) -> RateLimitDecision:
-        """Check one request of `cost` units against every limit in `limits` at once."""
+        """Check one request of `cost` units against every limit in `limits` and the key's
+        `credits` at once. Credits Redis has lost (a restart, a flush) are seeded from
+        PostgreSQL and the check asked again: the rare path, never the hot one."""
         if isinstance(limits, RateLimitPolicy):
             limits = single(limits)
-        if not self._breaker.allow():
-            return self._fall_back(key_id, limits, cost, owner, _NOT_SENT)
-        future: asyncio.Future[_Reply] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Call(key_id, owner, usage_ref(key_id, owner), limits, cost, future))
-        if not self._is_batch_starting and self._in_flight < self._max_in_flight:
-            self._start_batch()
-        reply = await future
-        if isinstance(reply, _Unanswered):
-            return self._fall_back(key_id, limits, cost, owner, reply)
-        allowed, binding, remaining, reset_us, retry_after_us, shadow_refused = reply
-        self._on_decision("allowed" if allowed else "limited")
+        ref = usage_ref(key_id, owner)
+        loop = asyncio.get_running_loop()
+        for _ in range(_SEED_TRIES):
+            call = _Call(key_id, owner, ref, limits, cost, credits, loop.create_future())
+            if not self._breaker.allow():
+                return self._fall_back(call, _NOT_SENT)
+            self._pending.append(call)
+            if not self._is_batch_starting and self._in_flight < self._max_in_flight:
+                self._start_batch()
+            reply = await call.future
+            if isinstance(reply, _Unanswered):
+                return self._fall_back(call, reply)
+            if reply[0] != _NO_CREDITS_STATE:
+                return self._decide(call, reply)
+            credits = await self._seed_credits(call)
+        # Seeded, and gone again each time: refused rather than credits invented.
+        return to_decision(limits.params[0], False, 0, 0, NEVER, usage_exceeded=True)
+
+    def _decide(self, call: _Call, reply: list[int]) -> RateLimitDecision:
+        status, binding, remaining, reset_us, retry_after_us, shadow_refused, left = reply
+        limits = call.limits
+        self._on_decision(_DECISIONS[status])
         if shadow_refused:
             self._on_decision("shadow_limited")
         limit = limits.limits[binding - 1]
-        if self._observe is not None:
-            self._observe(limit.subject(key_id, owner), reset_us)
+        if self._observe is not None and status != _USAGE_EXCEEDED:
+            self._observe(limit.subject(call.key_id, call.owner), reset_us)
         return to_decision(
             limits.params[binding - 1],
-            allowed == 1,
+            status == 1,
             remaining,
             reset_us,
             retry_after_us,
             name=limit.name,
             policy_header=limits.policy_header,
             shadow_limited=shadow_refused == 1,
+            usage_exceeded=status == _USAGE_EXCEEDED,
+            credits_remaining=None if call.credits is None else left,
         )
+
+    async def _seed_credits(self, call: _Call) -> Credits | None:
+        """Put the key's credits as PostgreSQL holds them into Redis, unless a concurrent seed
+        or request did first; the credits to ask with next (None: the key has none now). The
+        requests of a key that meet the missing state together share one seed (a new key's
+        first burst, or every key after Redis lost its data)."""
+        seeding = self._seeding.get(call.ref)
+        if seeding is None:
+            seeding = self._seeding[call.ref] = asyncio.ensure_future(self._seed(call))
+            seeding.add_done_callback(lambda _: self._seeding.pop(call.ref, None))
+        has_credits = await asyncio.shield(seeding)
+        return call.credits if has_credits else None
+
+    async def _seed(self, call: _Call) -> bool:
+        state = await self._credit_states(call.key_id) if self._credit_states else None
+        if state is None:
+            return False
+        args = [state.remaining, state.epoch, state.refilled_at_s]
+        calls = [([self._keyspace.credits(call.ref)], args)]
+        await scripts.run_pipelined(self._redis, ScriptName.CREDITS_SEED, calls)
+        return True
 
     async def health(self) -> str:
         """`degraded` while the breaker is open, or when Redis does not answer a PING now: a
@@ -208,20 +262,15 @@ class RedisRateLimiter:
         for connection in (c for connections in idle.values() for c in connections):
             await connection.disconnect()
 
-    def _fall_back(
-        self,
-        key_id: str,
-        limits: LimitSet,
-        cost: int,
-        owner: str | None,
-        unanswered: _Unanswered,
-    ) -> RateLimitDecision:
+    def _fall_back(self, call: _Call, unanswered: _Unanswered) -> RateLimitDecision:
+        """Decided without Redis: limits by the fallback, credits not at all."""
         self._on_decision("fallback")
-        decision = self._fallback(key_id, limits, cost, owner)
+        key_id, owner, cost = call.key_id, call.owner, call.cost
+        decision = self._fallback(key_id, call.limits, cost, owner)
         # A hit whose script may have run is not counted again here: at most once, not twice.
         deferred = self._deferred_usage
         if decision.allowed and cost > 0 and not unanswered.maybe_ran and deferred is not None:
-            deferred.add(usage_ref(key_id, owner))
+            deferred.add(call.ref)
         return decision
 
     def _start_hand_over(self) -> None:
@@ -394,11 +443,13 @@ class RedisRateLimiter:
             _pack(
                 verb,
                 script,
-                1 + len(call.limits.limits),
+                1 + len(call.limits.limits) + (call.credits is not None),
                 keyspace.usage(call.ref),
                 *(_tat(keyspace, call, limit) for limit in call.limits.limits),
+                *_credit_keys(keyspace, call),
                 call.cost,
                 self._usage_ttl_s,
+                *_credit_args(call.credits),
                 *call.limits.script_args,
             )
             for call in calls
@@ -419,6 +470,19 @@ class RedisRateLimiter:
         if mark_dirty:
             await connection.read_response()
         return replies
+
+
+_NO_CREDITS = (-1, 0, 0, 0)
+
+
+def _credit_keys(keyspace: RedisKeyspace, call: _Call) -> tuple[str, ...]:
+    return () if call.credits is None else (keyspace.credits(call.ref),)
+
+
+def _credit_args(credits: Credits | None) -> tuple[int, ...]:
+    if credits is None:
+        return _NO_CREDITS
+    return (credits.epoch, credits.initial, credits.refill_amount, credits.period_s)
 
 
 def _tat(keyspace: RedisKeyspace, call: _Call, limit: Limit) -> str:

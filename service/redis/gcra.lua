@@ -1,24 +1,59 @@
--- One rate-limit check for one API key against all its limits, atomic: every limit's GCRA
--- decision, then (only when every enforced limit admits) each one charged `cost` units and the
--- usage counted. Mirrors `check` in service/ratelimit/gcra.py (integer microseconds; time from
+-- One rate-limit check for one API key against all its limits and its credits, atomic: every
+-- limit's GCRA decision and the credits left, then (only when the credits suffice and every
+-- enforced limit admits) each limit and the credits charged `cost` units and the usage counted.
+-- The limits mirror `check` in service/ratelimit/gcra.py (integer microseconds; time from
 -- Redis, shared by all hosts).
 -- KEYS[1]      usage hash: minute epoch seconds -> admitted requests in that minute
 -- KEYS[2..n+1] each limit's theoretical arrival time (string, microseconds)
+-- KEYS[n+2]    only when ARGV[3] >= 0: the credits hash {r: remaining, e: epoch, t: the start
+--              of the period of the last refill (epoch seconds)}
 -- ARGV[1]  cost (units; 0 reports without charging)
 -- ARGV[2]  usage TTL (s), 0 for a limit that records no usage (failed verifications per address)
--- ARGV[3..] per limit: emission interval (us), burst tolerance (us), 1 if shadow else 0
--- Returns {allowed 0|1, binding limit (1-based), remaining, reset (us), retry after (us, -1:
--- never at this cost), 1 if a shadow limit would have refused}.
+-- ARGV[3]  credits epoch, -1 for a key without credits   ARGV[4]  credits at that epoch
+-- ARGV[5]  refill amount   ARGV[6]  refill period (s), 0 for none
+-- ARGV[7..] per limit: emission interval (us), burst tolerance (us), 1 if shadow else 0
+-- Returns {status, binding limit (1-based), remaining, reset (us), retry after (us, -1: never at
+-- this cost), 1 if a shadow limit would have refused, credits left (-1: none)}; status 1
+-- admitted, 0 refused by a limit, 2 refused for want of credits, 3 no credits state (the caller
+-- seeds it from PostgreSQL and asks again: never invented from a possibly stale record).
 local clock = redis.call('TIME')
 local seconds = tonumber(clock[1])
 local now = seconds * 1000000 + tonumber(clock[2])
 local cost = tonumber(ARGV[1])
+local epoch = tonumber(ARGV[3])
+local n = #KEYS - 1
+local credits, credits_key, refilled, refill_wait = -1, nil, 0, -1
+if epoch >= 0 then
+  n = n - 1
+  credits_key = KEYS[#KEYS]
+  local state = redis.call('HMGET', credits_key, 'r', 'e', 't')
+  if not state[1] then
+    return {3, 1, 0, 0, 0, 0, -1}
+  end
+  credits, refilled = tonumber(state[1]), tonumber(state[3])
+  if tonumber(state[2]) < epoch then  -- an admin set the credits since
+    credits, refilled = tonumber(ARGV[4]), seconds
+  else
+    epoch = tonumber(state[2])
+  end
+  local period = tonumber(ARGV[6])
+  if period > 0 then
+    local start = seconds - seconds % period
+    if start > refilled then
+      credits, refilled = tonumber(ARGV[5]), start
+    end
+    refill_wait = (start + period - seconds) * 1000000 - tonumber(clock[2])
+  end
+  if credits < cost then
+    return {2, 1, 0, 0, refill_wait, 0, credits}
+  end
+end
 local new_tats = {}
 local binding, remaining, reset, retry = 1, 0, 0, 0
 local refused, shadow_refused = false, 0
 local best_left, best_limit = nil, nil
-for i = 1, #KEYS - 1 do
-  local at = 3 * i
+for i = 1, n do
+  local at = 4 + 3 * i
   local emission, tolerance = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
   local shadow = ARGV[at + 2] == '1'
   local limit = tolerance / emission
@@ -56,7 +91,12 @@ for i = 1, #KEYS - 1 do
   end
 end
 if refused then
-  return {0, binding, 0, reset, retry, shadow_refused}
+  return {0, binding, 0, reset, retry, shadow_refused, credits}
+end
+if credits_key and cost > 0 then
+  credits = credits - cost
+  redis.call('HSET', credits_key, 'r', string.format('%d', credits), 'e', epoch,
+    't', string.format('%d', refilled))
 end
 for i, new_tat in pairs(new_tats) do
   -- string.format: Lua's default number-to-string keeps 14 digits, too few for microseconds.
@@ -70,4 +110,4 @@ if ARGV[2] ~= '0' and cost > 0 then
     redis.call('EXPIRE', KEYS[1], ARGV[2])
   end
 end
-return {1, binding, remaining, reset, 0, shadow_refused}
+return {1, binding, remaining, reset, 0, shadow_refused, credits}

@@ -50,6 +50,10 @@ class RedisKeyspace:
         """String: as `tat`, for a limit all of an owner's keys share."""
         return f"{self.namespace}:{{o:{owner}}}:tat:{limit}"
 
+    def credits(self, ref: str) -> str:
+        """Hash: the key's credits {r: remaining, e: epoch, t: start of the last refill's period}."""
+        return f"{self._key_prefix(ref)}:credits"
+
     def usage(self, ref: str) -> str:
         """Hash: minute epoch (seconds) -> admitted requests in that minute, cumulative."""
         return f"{self._key_prefix(ref)}:usage"

@@ -18,6 +18,25 @@ MAX_REMEMBERED_KEYS = 50_000
 
 
 @dataclass(slots=True)
+class CreditCounts:
+    """Keys' credits as Redis held them at the read, in parallel columns (see `FlushPlan`)."""
+
+    key_ids: list[str] = field(default_factory=list)
+    remaining: list[int] = field(default_factory=list)
+    epochs: list[int] = field(default_factory=list)
+    refilled: list[int] = field(default_factory=list)
+
+    def add(self, ref: str, state: Sequence[bytes | None]) -> None:
+        """`state`: the credits hash's `r`, `e`, `t` (all None: the key has no credits)."""
+        if state[0] is None:
+            return
+        self.key_ids.append(key_id_of(ref))
+        self.remaining.append(int(state[0]))
+        self.epochs.append(int(state[1] or 0))
+        self.refilled.append(int(state[2] or 0))
+
+
+@dataclass(slots=True)
 class FlushPlan:
     """One chunk's work, in parallel columns that feed SQL array parameters as they are.
 
@@ -36,6 +55,7 @@ class FlushPlan:
     used_minutes: list[int] = field(default_factory=list)
     final: dict[str, list[int]] = field(default_factory=dict)
     seen: dict[str, dict[int, int]] = field(default_factory=dict)
+    credits: CreditCounts = field(default_factory=CreditCounts)
 
 
 class StoredCounts:

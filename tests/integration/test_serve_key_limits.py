@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections import Counter
 
 import httpx
@@ -13,12 +14,19 @@ from service.db import Database
 from service.keys import service
 from service.owners.service import set_owner_limits
 from tests.factories import TEST_ACTOR, assert_problem, create_key, key_header, unique_owner
-from tests.integration.servers import Clients, ServeProcess, fire, wait_for_usage
+from tests.integration.servers import (
+    Clients,
+    ServeProcess,
+    fire,
+    forget_namespace,
+    wait_for_usage,
+)
 
 WHOAMI = "/v1/whoami"
 VERIFY = "/v1/keys/verify"
 DECISIONS = "gatekey_ratelimit_decisions_total"
 NEAR_LIMIT = "gatekey_ratelimit_near_limit_total"
+VERIFICATIONS = "gatekey_key_verifications_total"
 
 
 def total(server: ServeProcess, sample: str, **labels: str) -> float:
@@ -156,3 +164,80 @@ async def test_an_owner_limit_counts_all_the_owners_keys_together(
     assert refused.json()["code"] == "RATE_LIMITED"
     # Another owner's key is not held back by it.
     assert await burst(server, other.plaintext, 10) == {200: 5, 429: 5}
+
+
+GENEROUS = "1000000/hour"
+
+
+async def test_credits_admit_exactly_their_count_under_concurrency(
+    server: ServeProcess, database: Database
+) -> None:
+    issued = await create_key(database, server.settings, rate_limit=GENEROUS, credits=1000)
+    before = total(server, VERIFICATIONS, result="USAGE_EXCEEDED")
+    async with Clients(server.url, connections=100) as clients:
+        outcomes = await fire(
+            lambda i: clients[i].get(WHOAMI, headers=key_header(issued.plaintext)),
+            5000,
+            concurrency=100,
+            bound_s=120,
+        )
+    assert Counter(o.status for o in outcomes) == {200: 1000, 429: 4000}
+    refused = next(o.response for o in outcomes if o.status == 429 and o.response is not None)
+    assert_problem(refused, 429, "USAGE_EXCEEDED")
+    assert "Retry-After" not in refused.headers  # no refill: nothing comes back
+    assert total(server, VERIFICATIONS, result="USAGE_EXCEEDED") - before == 4000
+
+
+async def test_a_refusal_by_credits_spends_no_limit_and_one_by_a_limit_no_credits(
+    server: ServeProcess, database: Database
+) -> None:
+    issued = await create_key(database, server.settings, rate_limit="100/hour", credits=12)
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        answers = [(await verify(client, issued.plaintext, 5)).json() for _ in range(3)]
+        assert [(a["valid"], a["code"], a["credits_remaining"]) for a in answers] == [
+            (True, "VALID", 7),
+            (True, "VALID", 2),
+            (False, "USAGE_EXCEEDED", 2),
+        ]
+        peek = (await verify(client, issued.plaintext, 0)).json()
+        assert (peek["ratelimit"]["remaining"], peek["credits_remaining"]) == (90, 2)
+        limited = await create_key(database, server.settings, rate_limit="3/hour", credits=10)
+        codes = [(await verify(client, limited.plaintext)).json()["code"] for _ in range(5)]
+        assert codes == ["VALID"] * 3 + ["RATE_LIMITED"] * 2
+        assert (await verify(client, limited.plaintext, 0)).json()["credits_remaining"] == 7
+
+
+async def test_credits_refill_lazily_at_each_period_boundary(
+    server: ServeProcess, database: Database
+) -> None:
+    issued = await create_key(
+        database, server.settings, rate_limit=GENEROUS, credits=2, refill="3/second"
+    )
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        deadline = time.monotonic() + 10
+        while (answer := (await verify(client, issued.plaintext)).json())["valid"]:
+            assert time.monotonic() < deadline, "credits never ran out"
+        assert answer["code"] == "USAGE_EXCEEDED"
+        while not (answer := (await verify(client, issued.plaintext)).json())["valid"]:
+            assert time.monotonic() < deadline, "credits never came back"
+        # Set back to 3 at the boundary, then this request spent one.
+        assert answer["credits_remaining"] == 2
+
+
+async def test_credits_survive_losing_redis_state_as_last_persisted(
+    server: ServeProcess, database: Database
+) -> None:
+    issued = await create_key(database, server.settings, rate_limit=GENEROUS, credits=1000)
+    assert await burst(server, issued.plaintext, 300) == {200: 300}
+    deadline = time.monotonic() + 30
+    while (await _persisted_credits(database, issued.record.id)) != 700:
+        assert time.monotonic() < deadline, "the credits left were never persisted"
+        await asyncio.sleep(0.1)
+    forget_namespace(server.settings.redis_url, server.settings.redis_namespace)
+    # Seeded again from PostgreSQL: what was persisted, not the 1,000 the cached record says.
+    assert await burst(server, issued.plaintext, 1000) == {200: 700, 429: 300}
+
+
+async def _persisted_credits(database: Database, key_id: uuid.UUID) -> int | None:
+    async with database.get_session() as session:
+        return (await service.get_key(session=session, key_id=key_id)).credits_remaining

@@ -24,6 +24,9 @@ RECORD = KeyRecord(
     last_used_at=None,
     replaced_by_id=None,
     created_by="cli:alice",
+    credits_remaining=None,
+    refill=None,
+    credits_epoch=0,
 )
 
 

@@ -8,6 +8,7 @@ import pytest
 from service.errors import TooManyFailures
 from service.ratelimit.decision import RateLimitDecision
 from service.ratelimit.failures import FailureBudget
+from service.ratelimit.credits import Credits
 from service.ratelimit.limits import LimitSet
 from service.ratelimit.memory import MemoryRateLimiter
 from service.ratelimit.policy import RateLimitPolicy, parse_rate_limit
@@ -36,6 +37,7 @@ class CountingLimiter:
         *,
         cost: int = 1,
         owner: str | None = None,
+        credits: Credits | None = None,
     ) -> RateLimitDecision:
         self.hits.append(key_id)
         return self.memory.decide(key_id, limits, is_fallback=False, cost=cost, owner=owner)

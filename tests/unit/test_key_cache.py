@@ -35,6 +35,9 @@ def _record(n: int = 1) -> KeyRecord:
         last_used_at=None,
         replaced_by_id=None,
         created_by=None,
+        credits_remaining=None,
+        refill=None,
+        credits_epoch=0,
     )
 
 

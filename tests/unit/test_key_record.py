@@ -31,6 +31,9 @@ def _record(*, expires_at: datetime | None = None, revoked_at: datetime | None =
         last_used_at=None,
         replaced_by_id=None,
         created_by=None,
+        credits_remaining=None,
+        refill=None,
+        credits_epoch=0,
     )
 
 
@@ -88,6 +91,9 @@ def test_of_copies_every_field_and_freezes_scopes() -> None:
         last_used_at=NOW,
         replaced_by_id=successor,
         created_by="cli:alice",
+        credits_remaining=None,
+        refill=None,
+        credits_epoch=0,
     )
     record = KeyRecord.of(model)
     assert record == KeyRecord(
@@ -104,6 +110,9 @@ def test_of_copies_every_field_and_freezes_scopes() -> None:
         last_used_at=NOW,
         replaced_by_id=successor,
         created_by="cli:alice",
+        credits_remaining=None,
+        refill=None,
+        credits_epoch=0,
     )
     assert not hasattr(record, "key_hash")
     # The fast path keys its cached bodies by record: an equal record built again must find them.

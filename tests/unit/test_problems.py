@@ -42,6 +42,9 @@ RECORD = KeyRecord(
     last_used_at=None,
     replaced_by_id=None,
     created_by=None,
+    credits_remaining=None,
+    refill=None,
+    credits_epoch=0,
 )
 LIMITED = RateLimitDecision(
     allowed=False,

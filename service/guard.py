@@ -15,10 +15,10 @@ from service.errors import (
 )
 from service.keys.record import KeyRecord
 from service.keys.verifier import KeyVerifier
+from service.ratelimit.credits import credits_of
 from service.ratelimit.decision import RateLimitDecision
 from service.ratelimit.failures import FailureBudget
 from service.ratelimit.limiter import RateLimiter
-from service.ratelimit.credits import credits_of
 from service.ratelimit.limits import LimitSet, limit_set
 from service.ratelimit.policy import RateLimitPolicy, parse_rate_limits
 from service.results import KeyCheckResult

@@ -7,8 +7,8 @@ from typing import Protocol
 
 from service.config import RateLimitBackend, RedisErrorPolicy, Settings
 from service.ratelimit.breaker import CircuitBreaker
-from service.ratelimit.decision import RateLimitDecision
 from service.ratelimit.credits import Credits
+from service.ratelimit.decision import RateLimitDecision
 from service.ratelimit.deferred_usage import DeferredUsage
 from service.ratelimit.events import LimiterEvents
 from service.ratelimit.fallback import make_fallback

@@ -21,17 +21,17 @@ from redis.exceptions import NoScriptError, ResponseError
 from service.batching import drain_tasks
 from service.ratelimit.breaker import CircuitBreaker
 from service.ratelimit.cluster_upkeep import ClusterUpkeep
+from service.ratelimit.credits import Credits, CreditState
 from service.ratelimit.deadline import Deadline
 from service.ratelimit.decision import RateLimitDecision
 from service.ratelimit.deferred_usage import DeferredUsage
 from service.ratelimit.events import LimiterEvents
-from service.ratelimit.credits import Credits, CreditState
 from service.ratelimit.gcra import NEVER, to_decision
 from service.ratelimit.limits import Limit, LimitSet, single
 from service.ratelimit.policy import RateLimitPolicy
+from service.redis import scripts
 from service.redis.client import RedisClient
 from service.redis.keyspace import RedisKeyspace, usage_ref
-from service.redis import scripts
 from service.redis.scripts import ScriptName, load_script
 
 logger = logging.getLogger("gatekey.ratelimit")

@@ -51,7 +51,7 @@ class RedisKeyspace:
         return f"{self.namespace}:{{o:{owner}}}:tat:{limit}"
 
     def credits(self, ref: str) -> str:
-        """Hash: the key's credits {r: remaining, e: epoch, t: start of the last refill's period}."""
+        """Hash: the key's credits {r: remaining, e: epoch, t: the last refill's period start}."""
         return f"{self._key_prefix(ref)}:credits"
 
     def usage(self, ref: str) -> str:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from service.errors import TooManyFailures
+from service.ratelimit.credits import Credits
 from service.ratelimit.decision import RateLimitDecision
 from service.ratelimit.failures import FailureBudget
-from service.ratelimit.credits import Credits
 from service.ratelimit.limits import LimitSet
 from service.ratelimit.memory import MemoryRateLimiter
 from service.ratelimit.policy import RateLimitPolicy, parse_rate_limit

@@ -42,6 +42,7 @@ class KeyRecord:
     # key has no credits. `refill` (`N/period`) sets them back to N at each period boundary.
     credits_remaining: int | None
     refill: str | None
+    credits_refilled_at: datetime | None  # the period start of the last refill, as persisted
     credits_epoch: int
 
     @classmethod

@@ -26,6 +26,7 @@ RECORD = KeyRecord(
     created_by="cli:alice",
     credits_remaining=None,
     refill=None,
+    credits_refilled_at=None,
     credits_epoch=0,
 )
 

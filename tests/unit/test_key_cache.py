@@ -37,6 +37,7 @@ def _record(n: int = 1) -> KeyRecord:
         created_by=None,
         credits_remaining=None,
         refill=None,
+        credits_refilled_at=None,
         credits_epoch=0,
     )
 

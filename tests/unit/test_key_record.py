@@ -33,6 +33,7 @@ def _record(*, expires_at: datetime | None = None, revoked_at: datetime | None =
         created_by=None,
         credits_remaining=None,
         refill=None,
+        credits_refilled_at=None,
         credits_epoch=0,
     )
 
@@ -93,6 +94,7 @@ def test_of_copies_every_field_and_freezes_scopes() -> None:
         created_by="cli:alice",
         credits_remaining=None,
         refill=None,
+        credits_refilled_at=None,
         credits_epoch=0,
     )
     record = KeyRecord.of(model)
@@ -112,6 +114,7 @@ def test_of_copies_every_field_and_freezes_scopes() -> None:
         created_by="cli:alice",
         credits_remaining=None,
         refill=None,
+        credits_refilled_at=None,
         credits_epoch=0,
     )
     assert not hasattr(record, "key_hash")

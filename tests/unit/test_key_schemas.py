@@ -28,6 +28,7 @@ RECORD = KeyRecord(
     created_by="cli:alice",
     credits_remaining=None,
     refill=None,
+    credits_refilled_at=None,
     credits_epoch=0,
 )
 KEY_BODY = (
@@ -35,7 +36,7 @@ KEY_BODY = (
     '"owner":null,"scopes":["admin","read"],"rate_limits":[],"owner_rate_limits":[],'
     '"created_at":"2025-03-01T12:00:00Z","expires_at":"2025-03-31T12:00:00Z",'
     '"revoked_at":null,"last_used_at":null,"replaced_by_id":"00000000-0000-0000-0000-000000000002",'
-    '"created_by":"cli:alice","credits_remaining":null,"refill":null,"credits_epoch":0'
+    '"created_by":"cli:alice","credits_remaining":null,"refill":null,"credits_refilled_at":null,"credits_epoch":0'
 )
 
 

@@ -44,6 +44,7 @@ RECORD = KeyRecord(
     created_by=None,
     credits_remaining=None,
     refill=None,
+    credits_refilled_at=None,
     credits_epoch=0,
 )
 LIMITED = RateLimitDecision(

@@ -241,6 +241,7 @@ async def test_malformed_key_is_rejected_without_sql(
         "owner": None,
         "scopes": [],
         "ratelimit": None,
+        "credits_remaining": None,
     }
     assert statements == []
 
@@ -289,6 +290,7 @@ async def test_verify_reports_each_outcome_with_200(
         "owner": owner,
         "scopes": ["read"],
         "ratelimit": {"limit": 2, "remaining": 1, "reset": 30},
+        "credits_remaining": None,
     }
     assert (second["valid"], second["code"], second["ratelimit"]["remaining"]) == (True, "VALID", 0)
     assert (third["valid"], third["code"], third["key_id"]) == (False, "RATE_LIMITED", key_id)

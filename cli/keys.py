@@ -78,7 +78,9 @@ def _as_dict(record: KeyRecord) -> dict[str, object]:
 
 
 def _show_records(records: list[KeyRecord]) -> None:
-    table = Table("id", "prefix", "name", "owner", "scopes", "limits", "expires", "revoked")
+    table = Table(
+        "id", "prefix", "name", "owner", "scopes", "limits", "credits", "expires", "revoked"
+    )
     for r in records:
         cells = (
             str(r.id),
@@ -87,6 +89,7 @@ def _show_records(records: list[KeyRecord]) -> None:
             r.owner or "",
             ",".join(r.scopes),
             ", ".join(r.rate_limits) or "default",
+            "" if r.credits_remaining is None else f"{r.credits_remaining:,}",
             str(r.expires_at or ""),
             str(r.revoked_at or ""),
         )

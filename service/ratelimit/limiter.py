@@ -7,6 +7,7 @@ from typing import Protocol
 
 from service.config import RateLimitBackend, RedisErrorPolicy, Settings
 from service.ratelimit.breaker import CircuitBreaker
+from service.ratelimit.credit_seed import CreditStates
 from service.ratelimit.credits import Credits
 from service.ratelimit.decision import RateLimitDecision
 from service.ratelimit.deferred_usage import DeferredUsage
@@ -15,7 +16,7 @@ from service.ratelimit.fallback import make_fallback
 from service.ratelimit.limits import LimitSet
 from service.ratelimit.memory import MemoryRateLimiter
 from service.ratelimit.policy import RateLimitPolicy
-from service.ratelimit.redis_limiter import USAGE_TTL_S, CreditStates, RedisRateLimiter
+from service.ratelimit.redis_limiter import USAGE_TTL_S, RedisRateLimiter
 from service.redis.client import RedisClient
 from service.redis.keyspace import RedisKeyspace
 

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -21,7 +21,8 @@ from redis.exceptions import NoScriptError, ResponseError
 from service.batching import drain_tasks
 from service.ratelimit.breaker import CircuitBreaker
 from service.ratelimit.cluster_upkeep import ClusterUpkeep
-from service.ratelimit.credits import Credits, CreditState
+from service.ratelimit.credit_seed import CreditSeeder, CreditStates
+from service.ratelimit.credits import Credits
 from service.ratelimit.deadline import Deadline
 from service.ratelimit.decision import RateLimitDecision
 from service.ratelimit.deferred_usage import DeferredUsage
@@ -29,7 +30,6 @@ from service.ratelimit.events import LimiterEvents
 from service.ratelimit.gcra import NEVER, to_decision
 from service.ratelimit.limits import Limit, LimitSet, single
 from service.ratelimit.policy import RateLimitPolicy
-from service.redis import scripts
 from service.redis.client import RedisClient
 from service.redis.keyspace import RedisKeyspace, usage_ref
 from service.redis.scripts import ScriptName, load_script
@@ -71,8 +71,6 @@ _DECISIONS = ("limited", "allowed", "usage_exceeded")
 _USAGE_EXCEEDED = 2
 _NO_CREDITS_STATE = 3
 _SEED_TRIES = 3
-# Reads a key's credits from PostgreSQL (None: it has none).
-CreditStates = Callable[[str], Awaitable[CreditState | None]]
 
 
 class _BatchFailed(Exception):
@@ -117,14 +115,13 @@ class RedisRateLimiter:
         credit_states: CreditStates | None = None,
     ) -> None:
         self._redis = redis
-        # Where lost credits come back from (PostgreSQL); None: a limiter of no key's credits.
-        self._credit_states = credit_states
-        self._seeding: dict[str, asyncio.Future[bool]] = {}
         # False for limits on something other than a key (no usage hash, no dirty mark).
         self._records_usage = records_usage
         self._usage_ttl_s = USAGE_TTL_S if records_usage else 0
         self._events = events or LimiterEvents()
         self._keyspace = keyspace or RedisKeyspace()
+        # Where lost credits come back from (PostgreSQL); None: a limiter of no key's credits.
+        self._seeder = CreditSeeder(redis, self._keyspace, credit_states) if credit_states else None
         # A connect plus a round trip, each allowed `timeout`: about as long as a call waits on
         # a hung Redis (see Deadline for why a busy loop does not shorten it).
         self._deadline_s = 2 * timeout
@@ -187,7 +184,12 @@ class RedisRateLimiter:
                 return self._fall_back(call, reply)
             if reply[0] != _NO_CREDITS_STATE:
                 return self._decide(call, reply)
-            credits = await self._seed_credits(call)
+            try:
+                has_credits = self._seeder is not None and await self._seeder.seed(key_id, ref)
+            except Exception as error:  # Redis or PostgreSQL failed: decided as without Redis
+                logger.warning("ratelimit_credit_seed_failed", extra={"error": repr(error)})
+                return self._fall_back(call, _NOT_SENT)
+            credits = credits if has_credits else None
         # Seeded, and gone again each time: refused rather than credits invented.
         return to_decision(limits.params[0], False, 0, 0, NEVER, usage_exceeded=True)
 
@@ -212,27 +214,6 @@ class RedisRateLimiter:
             usage_exceeded=status == _USAGE_EXCEEDED,
             credits_remaining=None if call.credits is None else left,
         )
-
-    async def _seed_credits(self, call: _Call) -> Credits | None:
-        """Put the key's credits as PostgreSQL holds them into Redis, unless a concurrent seed
-        or request did first; the credits to ask with next (None: the key has none now). The
-        requests of a key that meet the missing state together share one seed (a new key's
-        first burst, or every key after Redis lost its data)."""
-        seeding = self._seeding.get(call.ref)
-        if seeding is None:
-            seeding = self._seeding[call.ref] = asyncio.ensure_future(self._seed(call))
-            seeding.add_done_callback(lambda _: self._seeding.pop(call.ref, None))
-        has_credits = await asyncio.shield(seeding)
-        return call.credits if has_credits else None
-
-    async def _seed(self, call: _Call) -> bool:
-        state = await self._credit_states(call.key_id) if self._credit_states else None
-        if state is None:
-            return False
-        args = [state.remaining, state.epoch, state.refilled_at_s]
-        calls = [([self._keyspace.credits(call.ref)], args)]
-        await scripts.run_pipelined(self._redis, ScriptName.CREDITS_SEED, calls)
-        return True
 
     async def health(self) -> str:
         """`degraded` while the breaker is open, or when Redis does not answer a PING now: a

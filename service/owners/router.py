@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.deps import AdminDep, SessionDep, StateDep
@@ -13,6 +13,9 @@ from service.owners import service
 from service.ratelimit.policy import MAX_LIMITS
 
 router = APIRouter(prefix="/v1/admin/owners", tags=["admin"])
+
+
+OwnerPath = Annotated[str, Path(min_length=1, max_length=200, description="the owner's name")]
 
 
 class OwnerLimitsIn(BaseModel):
@@ -35,7 +38,7 @@ def _out(record: service.OwnerLimitsRecord) -> OwnerLimitsOut:
 
 @router.put("/{owner}/limits")
 async def set_owner_limits(
-    owner: str, body: OwnerLimitsIn, admin: AdminDep, session: SessionDep, state: StateDep
+    owner: OwnerPath, body: OwnerLimitsIn, admin: AdminDep, session: SessionDep, state: StateDep
 ) -> OwnerLimitsOut:
     """Replace the limits all of the owner's keys share, on top of each key's own."""
     record = await service.set_owner_limits(
@@ -49,6 +52,8 @@ async def set_owner_limits(
 
 
 @router.get("/{owner}/limits")
-async def show_owner_limits(owner: str, admin: AdminDep, session: SessionDep) -> OwnerLimitsOut:
+async def show_owner_limits(
+    owner: OwnerPath, admin: AdminDep, session: SessionDep
+) -> OwnerLimitsOut:
     """The owner's limits (empty when it has none)."""
     return _out(await service.get_owner_limits(session=session, owner=owner))

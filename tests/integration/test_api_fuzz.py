@@ -45,6 +45,8 @@ OPERATIONS = [
     "DELETE /v1/admin/keys/{key_id}",
     "POST /v1/admin/keys/{key_id}/rotate",
     "GET /v1/admin/audit",
+    "PUT /v1/admin/owners/{owner}/limits",
+    "GET /v1/admin/owners/{owner}/limits",
     "GET /v1/whoami",
     "GET /v1/auth",
     "POST /v1/auth",

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from bench.gatekey_setup import malformed
-from bench.report import BARE, BARE_ASGI, GATEKEY, LABELS, MALFORMED, SLOWAPI
+from bench.report import BARE, BARE_ASGI, FULL_LIMITS, GATEKEY, LABELS, MALFORMED, SLOWAPI
 from bench.scenarios import Scenario, write_walk
 from bench.wrk import KeyWalk, WrkResult
 from service.harness.gatekey import serve_command
@@ -87,12 +87,19 @@ def malformed_probe(key: str, folder: Path) -> Probe:
     return Probe(MALFORMED, write_walk([bad], folder / "malformed.txt"), bad, 401, "MALFORMED")
 
 
-def probes(launch: Launch, scenario: Scenario, malformed: Probe | None) -> list[Probe]:
-    """The contender's point in a scenario; gatekey's malformed point goes beside the 1-key one,
-    whose bare figures it is compared with."""
+def full_limits_probe(key: str, folder: Path) -> Probe:
+    """gatekey given a key with two limits, an owner limit and credits, none ever reached."""
+    return Probe(FULL_LIMITS, write_walk([key], folder / "full-limits.txt"), key, 200)
+
+
+def probes(
+    launch: Launch, scenario: Scenario, malformed: Probe | None, full: Probe | None = None
+) -> list[Probe]:
+    """The contender's point in a scenario; gatekey's malformed and full-limits points go beside
+    the 1-key one, whose figures they are compared with."""
     found = [Probe(launch.name, scenario.walk, scenario.first_key, 200)]
-    if launch.name == GATEKEY and malformed is not None and scenario.is_single_key:
-        found.append(malformed)
+    if launch.name == GATEKEY and scenario.is_single_key:
+        found += [probe for probe in (malformed, full) if probe is not None]
     return found
 
 

@@ -58,6 +58,22 @@ def prepare(env: dict[str, str], cwd: Path) -> str:
     return key
 
 
+# Credits a run never spends, and limits it never reaches: what is measured is their cost.
+_FULL_CREDITS = "1000000000000000"
+_FULL_OWNER = "bench-owner"
+
+
+def full_limits_key(env: dict[str, str], cwd: Path) -> str:
+    """A key with two limits, an owner-wide limit and credits (`owners set-limit`, then
+    `keys create`)."""
+    _gatekey(["owners", "set-limit", _FULL_OWNER, "999999999/hour"], env, cwd)
+    args = ["keys", "create", "--name", "bench-full", "--owner", _FULL_OWNER, "--json"]
+    limits = ["--rate-limit", UNREACHED_LIMIT, "--rate-limit", "999999999/day"]
+    created = _gatekey([*args, *limits, "--credits", _FULL_CREDITS], env, cwd)
+    key: str = json.loads(created)["key"]
+    return key
+
+
 def mint(env: dict[str, str], cwd: Path, count: int, rate_limit: str) -> list[str]:
     """`count` keys from `gatekey keys create --count N --json` (one JSON object a line)."""
     args = ["keys", "create", "--name", "bench", "--rate-limit", rate_limit, "--json"]

@@ -12,7 +12,7 @@ from rich.console import Console
 from bench import contenders, cpu, observe, profile
 from bench.contenders import BIN, PATH, Probe
 from bench.cpu import ProcessFinder
-from bench.report import GATEKEY, LABELS, MALFORMED, Measurement
+from bench.report import FULL_LIMITS, GATEKEY, LABELS, MALFORMED, Measurement
 from bench.scenarios import COLD, Scenario
 from bench.wrk import KeyWalk, LoadSpec, next_offset, run_wrk
 from service.harness.processes import ServerProcess
@@ -50,7 +50,7 @@ def point(
     with console.status(f"[bold]{label}[/]: warming up {loads.warmup_s:g} s"):
         warm = run_wrk(url, probe.walk, loads.spec, loads.warmup_s)
     walk = KeyWalk(probe.walk.file, probe.walk.size, next_offset(probe.walk, warm, loads.spec))
-    is_gatekey = probe.name in (GATEKEY, MALFORMED)
+    is_gatekey = probe.name in (GATEKEY, MALFORMED, FULL_LIMITS)
     before = observe.read(server.url) if is_gatekey else None
     groups = {cpu.APP: lambda: _workers(server), **loads.shared_groups}
     with (

@@ -22,13 +22,18 @@ if TYPE_CHECKING:
 
 BARE, BARE_ASGI, SLOWAPI, GATEKEY = "bare", "bare-asgi", "slowapi", "gatekey"
 MALFORMED = "gatekey-malformed"
+# The same key path with everything a business key carries, beside the one-limit figure.
+FULL_LIMITS = "gatekey-full-limits"
 LABELS = {
     BARE: "bare FastAPI",
     BARE_ASGI: "bare ASGI",
     SLOWAPI: "slowapi + Redis",
     GATEKEY: "gatekey",
     MALFORMED: "gatekey malformed",
+    FULL_LIMITS: "gatekey, 2 limits + owner limit + credits",
 }
+# The most the full-limits key may cost in req/s against the one-limit key (the issue's target).
+FULL_LIMITS_TARGET = 0.85
 # Above this share of the machine used by other processes, the run is flagged as noisy.
 NOISY_OTHER_SHARE = 0.15
 
@@ -145,6 +150,7 @@ def render(
             )
     if not any(point.contender == BARE for point in results):
         console.print("[yellow]no req/s or p99 goal judged: bare FastAPI was not measured[/]")
+    _full_limits_line(console, results)
     if checks:
         console.print(_check_table(checks))
     if any(m.cpu.other_share >= NOISY_OTHER_SHARE for m in results):
@@ -153,6 +159,23 @@ def render(
             "ratios are unreliable; 'by CPU/request' (app + Redis + PostgreSQL + wrk) is what a "
             "quiet machine would show[/]"
         )
+
+
+def full_limits_ratio(results: Sequence[Measurement]) -> float | None:
+    """The full-limits key's req/s over the one-limit key's, measured in the same run."""
+    full = next((m for m in results if m.contender == FULL_LIMITS), None)
+    return None if full is None else rps_ratio(results, full, GATEKEY)
+
+
+def _full_limits_line(console: Console, results: Sequence[Measurement]) -> None:
+    ratio = full_limits_ratio(results)
+    if ratio is None:
+        return
+    verdict = "[green]within[/]" if ratio >= FULL_LIMITS_TARGET else "[red]beyond[/]"
+    console.print(
+        f"{LABELS[FULL_LIMITS]}: {ratio:.2f}x the one-limit gatekey's req/s "
+        f"({verdict} the 15 % target)"
+    )
 
 
 def _point_json(results: Sequence[Measurement], point: Measurement) -> dict[str, object]:
@@ -190,6 +213,7 @@ def write_json(
         "run": dict(run),
         "points": [_point_json(results, point) for point in results],
         "checks": [check.as_json() for check in checks],
+        "full_limits_ratio_to_one_limit": full_limits_ratio(results),
         "accuracy": None if accuracy is None else {**asdict(accuracy), "exact": accuracy.is_exact},
         "passed": all(check.passed for check in checks) and not any(m.failures for m in results),
     }

@@ -102,6 +102,7 @@ class Plan:
 
     scenarios: list[Scenario]
     malformed: Probe
+    full_limits: Probe | None  # gatekey's key with every kind of limit
     accuracy: KeyWalk | None
     gatekey_env: dict[str, str]
     minted: Mapping[str, object]  # how the keys were made, for the report
@@ -132,10 +133,12 @@ def _gatekey_keys(args: argparse.Namespace, scratch: Path, count: int) -> Plan:
             keys += gatekey_setup.mint(cli_env, scratch, count - 1, UNREACHED_LIMIT)
         mint_s = time.monotonic() - started
         exact = gatekey_setup.mint(cli_env, scratch, 1, accuracy.RATE_LIMIT)
+        full = gatekey_setup.full_limits_key(cli_env, scratch)
     console.print(f"minted {count - 1:,} keys in {mint_s:.1f} s (`gatekey keys create --count`)")
     return Plan(
         scenarios.build(keys, args.keys, args.cold, scratch),
         contenders.malformed_probe(keys[0], scratch),
+        contenders.full_limits_probe(full, scratch),
         scenarios.write_walk(exact, scratch / "accuracy.txt"),
         env,
         {"minted_keys": count, "bulk_mint_s": round(mint_s, 2)},
@@ -150,7 +153,12 @@ def _plan(args: argparse.Namespace, scratch: Path) -> Plan:
     keys = [generate_key("gk") for _ in range(count)]
     built = scenarios.build(keys, args.keys, args.cold, scratch)
     return Plan(
-        built, contenders.malformed_probe(keys[0], scratch), None, {}, {"generated_keys": count}
+        built,
+        contenders.malformed_probe(keys[0], scratch),
+        None,
+        None,
+        {},
+        {"generated_keys": count},
     )
 
 
@@ -193,7 +201,8 @@ def _serve(run: Run, launch: Launch, *, is_last: bool) -> tuple[list[Measurement
                 )
             )
         for scenario in run.plan.scenarios:
-            for probe in contenders.probes(launch, scenario, run.plan.malformed):
+            plan = run.plan
+            for probe in contenders.probes(launch, scenario, plan.malformed, plan.full_limits):
                 found.append(measure.point(console, run.loads, server, scenario, probe))
         if launch.name == GATEKEY and is_last:
             exact = _gatekey_extras(run, server)

@@ -78,6 +78,16 @@ CountOpt = Annotated[
 ]
 
 
+CreditsOpt = Annotated[
+    int | None,
+    typer.Option(help="Units the key's requests spend (their cost); at 0, USAGE_EXCEEDED."),
+]
+RefillOpt = Annotated[
+    str | None,
+    typer.Option(help="N/second|minute|hour|day: credits set back to N at each period boundary."),
+]
+
+
 @dataclass(frozen=True, slots=True)
 class KeyTools:
     """What a key use case needs: a session, the key format, and the change announcer."""
@@ -106,7 +116,16 @@ def _as_dict(record: KeyRecord) -> dict[str, object]:
 
 def _show_records(records: list[KeyRecord]) -> None:
     table = Table(
-        "id", "prefix", "name", "owner", "scopes", "limit", "expires", "revoked", "enabled"
+        "id",
+        "prefix",
+        "name",
+        "owner",
+        "scopes",
+        "limits",
+        "credits",
+        "expires",
+        "revoked",
+        "enabled",
     )
     for r in records:
         cells = (
@@ -115,7 +134,8 @@ def _show_records(records: list[KeyRecord]) -> None:
             r.name,
             r.owner or "",
             ",".join(r.scopes),
-            r.rate_limit or "default",
+            ", ".join(r.rate_limits) or "default",
+            "" if r.credits_remaining is None else f"{r.credits_remaining:,}",
             str(r.expires_at or ""),
             str(r.revoked_at or ""),
             "yes" if r.enabled else "no",
@@ -152,9 +172,17 @@ def create(
     name: Annotated[str, typer.Option(help="What the key is for.")],
     owner: Annotated[str | None, typer.Option(help="Who the key belongs to.")] = None,
     scopes: Annotated[str, typer.Option(help="Comma-separated scopes, e.g. admin,read.")] = "",
-    rate_limit: Annotated[str | None, typer.Option(help="N/second|minute|hour|day.")] = None,
+    rate_limit: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="N/second|minute|hour|day, optionally followed by ' shadow'; repeat for "
+            "several limits (at most 8)."
+        ),
+    ] = None,
     expires_in: Annotated[str | None, typer.Option(help="e.g. 30d, 12h.")] = None,
     metadata: MetadataOpt = None,
+    credits: CreditsOpt = None,
+    refill: RefillOpt = None,
     as_json: JsonOpt = False,
     count: CountOpt = None,
 ) -> None:
@@ -172,9 +200,11 @@ def create(
             name=name,
             owner=owner,
             scopes=scope_list,
-            rate_limit=rate_limit,
+            rate_limits=rate_limit or [],
             expires_in=expires,
             metadata=metadata,
+            credits=credits,
+            refill=refill,
             listener=tools.listener,
             actor=cli_actor(),
         ),
@@ -316,16 +346,38 @@ def rotate(
     _show_issued(issued, as_json)
 
 
+LimitsArg = Annotated[
+    list[str] | None,
+    typer.Argument(help="Limits such as 10/second 10000/day '1000/day shadow' (at most 8)."),
+]
+ClearOpt = Annotated[bool, typer.Option("--clear", help="Remove every limit.")]
+
+
+def limits_or_clear(rate_limits: list[str] | None, clear: bool) -> list[str]:
+    """The limits a set-limit command was given: some, or none with `--clear`, never both
+    (an empty command line does not remove limits by accident)."""
+    if bool(rate_limits) == clear:
+        fail("give the limits, or --clear to remove them", EXIT_USAGE)
+    return rate_limits or []
+
+
 @app.command("set-limit")
-def set_limit(ctx: typer.Context, key_id: str, rate_limit: str, as_json: JsonOpt = False) -> None:
-    """Set a key's rate limit, e.g. 100/minute."""
+def set_limit(
+    ctx: typer.Context,
+    key_id: str,
+    rate_limits: LimitsArg = None,
+    clear: ClearOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Replace a key's rate limits, e.g. 10/second 10000/day (`--clear`: the default policy)."""
     kid = _key_id(key_id)
+    limits = limits_or_clear(rate_limits, clear)
     record = _run(
         ctx,
         lambda tools: service.update_key(
             session=tools.session,
             key_id=kid,
-            rate_limit=rate_limit,
+            rate_limits=limits,
             listener=tools.listener,
             actor=cli_actor(),
             action=AuditAction.SET_LIMIT,
@@ -334,7 +386,8 @@ def set_limit(ctx: typer.Context, key_id: str, rate_limit: str, as_json: JsonOpt
     if as_json:
         print_json(_as_dict(record))
     else:
-        console.print(f"{record.id} limit is now {escape(str(record.rate_limit))}")
+        shown = ", ".join(record.rate_limits) or "the default policy"
+        console.print(f"{record.id} limits are now {escape(shown)}")
 
 
 def _expiry(
@@ -426,3 +479,32 @@ def disable(ctx: typer.Context, key_id: str, as_json: JsonOpt = False) -> None:
 def enable(ctx: typer.Context, key_id: str, as_json: JsonOpt = False) -> None:
     """Admit a disabled key again."""
     _set_enabled(ctx, key_id, True, as_json)
+
+
+@app.command("set-credits")
+def set_credits(
+    ctx: typer.Context,
+    key_id: str,
+    credits: Annotated[int, typer.Argument(help="The count starts again at this.")],
+    refill: RefillOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Give a key CREDITS units (and a refill), replacing what it had left."""
+    kid = _key_id(key_id)
+    record = _run(
+        ctx,
+        lambda tools: service.update_key(
+            session=tools.session,
+            key_id=kid,
+            credits=credits,
+            refill=refill,
+            listener=tools.listener,
+            actor=cli_actor(),
+            action=AuditAction.SET_CREDITS,
+        ),
+    )
+    if as_json:
+        print_json(_as_dict(record))
+    else:
+        every = f", refilled to {record.refill}" if record.refill else ""
+        console.print(f"{record.id} has {record.credits_remaining} credits{escape(every)}")

@@ -12,7 +12,7 @@ import typer
 # typer exports them under no public name; tests/unit/test_library_contracts.py checks them.
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
-from cli import audit, db, keys, selftest, serve, usage
+from cli import audit, db, keys, owners, selftest, serve, usage
 from cli.common import EXIT_USAGE, clean_errors, console, fail
 
 app = typer.Typer(
@@ -45,6 +45,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(db.app, name="db")
 app.add_typer(audit.app, name="audit")
 app.command("usage")(usage.usage)
+app.add_typer(owners.app, name="owners")
 app.command("serve")(serve.serve)
 app.command("preflight")(selftest.preflight)
 app.command("selftest")(selftest.selftest)

@@ -18,6 +18,7 @@ from service.config import Settings
 from service.keys import admin_router, router
 from service.keys.fastpath import KeyFastPath, document_fast_routes
 from service.metrics import RequestMetricsMiddleware, create_metrics, metrics_endpoint
+from service.owners import router as owners_router
 from service.resources import open_serving
 from service.usage import admin_router as usage_admin_router
 from service.usage import router as usage_router
@@ -58,6 +59,7 @@ def create_app(settings: Settings, *, worker_count: int = 1) -> FastAPI:
     app.include_router(admin_router.router)
     app.include_router(usage_admin_router.router)
     app.include_router(audit_router.router)
+    app.include_router(owners_router.router)
     app.add_route("/metrics", metrics_endpoint(metrics), methods=["GET"], include_in_schema=False)
     app.add_middleware(KeyFastPath)
     app.add_middleware(

@@ -88,6 +88,16 @@ class RateLimited(KeyRejected):
         self.decision = decision
 
 
+class UsageExceeded(RateLimited):
+    """The key is valid but its credits are spent: answered like a rate limit (429), with its
+    own code; `Retry-After` only when a refill is due."""
+
+    def __init__(self, record: KeyRecord, decision: RateLimitDecision) -> None:
+        KeyRejected.__init__(self, KeyCheckResult.USAGE_EXCEEDED, "the key's credits are spent")
+        self.record = record
+        self.decision = decision
+
+
 class LimiterUnavailable(KeyRejected):
     """Redis is down and `RATE_LIMIT_ON_REDIS_ERROR=deny`."""
 

@@ -4,9 +4,11 @@ server worker (the app's lifespan calls it), `open_admin` for a CLI command."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from service.config import RateLimitBackend, RedisErrorPolicy, Settings
@@ -17,8 +19,10 @@ from service.keys.directory import KeyDirectory
 from service.keys.events import RedisKeyChangePublisher, listen_for_key_changes
 from service.keys.feed import KeyChangeFeed
 from service.keys.format import KeyFormat
+from service.keys.service import read_credit_state
 from service.keys.verifier import KeyVerifier
 from service.metrics import Metrics, label_incrementer, run_resource_sampler
+from service.ratelimit.credits import CreditState
 from service.ratelimit.events import LimiterEvents
 from service.ratelimit.failures import FailureBudget
 from service.ratelimit.limiter import RateLimiter, create_failure_limiter, create_limiter
@@ -90,6 +94,7 @@ async def open_serving(
                 breaker_open=metrics.ratelimit_breaker_open.set,
                 usage_dropped=lambda reason, count: metrics.usage_dropped.labels(reason).inc(count),
             ),
+            credit_states=partial(_credit_state, database),
         )
         stack.push_async_callback(limiter.aclose)
         failure_limiter = create_failure_limiter(
@@ -147,6 +152,12 @@ def _verifier_and_feed(
     return verifier, feed
 
 
+async def _credit_state(database: Database, key_id: str) -> CreditState | None:
+    """A key's credits as PostgreSQL holds them, for the limiter to seed a Redis that lost them."""
+    async with database.get_session() as session:
+        return await read_credit_state(session=session, key_id=uuid.UUID(key_id))
+
+
 def _guard(
     verifier: KeyVerifier,
     limiter: RateLimiter,
@@ -161,6 +172,7 @@ def _guard(
         on_result=label_incrementer(metrics.key_verifications),
         is_fallback_denial=settings.rate_limit_on_redis_error is RedisErrorPolicy.DENY,
         failures=failures,
+        on_near_limit=metrics.ratelimit_near_limit.inc,
     )
 
 

@@ -16,6 +16,8 @@ class KeyCheckResult(StrEnum):
     EXPIRED = "EXPIRED"
     DISABLED = "DISABLED"
     RATE_LIMITED = "RATE_LIMITED"
+    # The key's credits are spent (until its next refill, if it has one).
+    USAGE_EXCEEDED = "USAGE_EXCEEDED"
     FORBIDDEN = "FORBIDDEN"
     RATE_LIMITER_UNAVAILABLE = "RATE_LIMITER_UNAVAILABLE"
     # Answered before the guard runs (no key to check), hence never counted as a verification.

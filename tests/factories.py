@@ -72,9 +72,13 @@ async def create_key(
     owner: str | None = None,
     scopes: list[str] | None = None,
     rate_limit: str | None = None,
+    rate_limits: list[str] | None = None,
     expires_in: timedelta | None = None,
+    credits: int | None = None,
+    refill: str | None = None,
 ) -> IssuedKey:
-    """A key committed to the test database through the same use case the CLI calls."""
+    """A key committed to the test database through the same use case the CLI calls
+    (`rate_limit`: one limit, the common case)."""
     async with database.get_session() as session:
         return await service.create_key(
             actor=TEST_ACTOR,
@@ -83,8 +87,10 @@ async def create_key(
             name=name,
             owner=owner,
             scopes=scopes,
-            rate_limit=rate_limit,
+            rate_limits=rate_limits or ([rate_limit] if rate_limit else []),
             expires_in=expires_in,
+            credits=credits,
+            refill=refill,
         )
 
 

@@ -4,7 +4,7 @@ Both are the key's own fields: the version trigger (0003) compares whole rows, s
 either moves `version` and reaches every worker like any other change.
 
 Revision ID: 0008_key_metadata_state
-Revises: 0004_audit_log
+Revises: 0007_key_credits
 """
 
 import sqlalchemy as sa
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0008_key_metadata_state"
-down_revision = "0004_audit_log"
+down_revision = "0007_key_credits"
 branch_labels = None
 depends_on = None
 

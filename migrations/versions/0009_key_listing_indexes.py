@@ -5,7 +5,7 @@ that stops at its limit, never a scan and sort of the table. Built in the migrat
 transaction (plain CREATE INDEX): key creation waits while they build, verification does not.
 
 Revision ID: 0009_key_listing_indexes
-Revises: 0004_audit_log
+Revises: 0008_key_metadata_state
 """
 
 import sqlalchemy as sa

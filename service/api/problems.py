@@ -34,6 +34,7 @@ _KEY_STATUS = {
     KeyCheckResult.FORBIDDEN: 403,
     KeyCheckResult.DISABLED: 403,
     KeyCheckResult.RATE_LIMITED: 429,
+    KeyCheckResult.USAGE_EXCEEDED: 429,
     KeyCheckResult.RATE_LIMITER_UNAVAILABLE: 503,
 }
 _HTTP_CODES = {
@@ -59,16 +60,25 @@ def problem(
 
 
 def ratelimit_headers(decision: RateLimitDecision) -> dict[str, str]:
-    """Both header styles: the deployed `RateLimit-*` trio and the IETF draft's fields."""
+    """Both header styles: the deployed `RateLimit-*` trio and the IETF draft's fields, each
+    describing the binding limit (the refusing one, or the one closest to exhaustion), with
+    `RateLimit-Policy` listing every enforced limit. No `Retry-After` when no wait would help
+    (the request costs more than a limit's burst)."""
+    if decision.usage_exceeded:  # the limits were not reached: only when credits come back
+        retry = decision.retry_after_s
+        return {"Retry-After": str(max(1, math.ceil(retry)))} if retry >= 0 else {}
     reset = math.ceil(decision.reset_s)
+    policy = decision.policy_header
+    if policy is None:
+        policy = f'"{decision.name}";q={decision.limit};w={decision.window_s}'
     headers = {
         "RateLimit-Limit": str(decision.limit),
         "RateLimit-Remaining": str(decision.remaining),
         "RateLimit-Reset": str(reset),
-        "RateLimit-Policy": f'"default";q={decision.limit};w={decision.window_s}',
-        "RateLimit": f'"default";r={decision.remaining};t={reset}',
+        "RateLimit-Policy": policy,
+        "RateLimit": f'"{decision.name}";r={decision.remaining};t={reset}',
     }
-    if not decision.allowed:
+    if not decision.allowed and decision.retry_after_s >= 0:
         headers["Retry-After"] = str(max(1, math.ceil(decision.retry_after_s)))
     return headers
 

@@ -1,4 +1,4 @@
-"""The `audit_log` table: one row per admin action on a key; never key material."""
+"""The `audit_log` table: one row per admin action on a key or an owner; never key material."""
 
 from __future__ import annotations
 
@@ -22,8 +22,10 @@ class AuditEntry(Base):
         DateTime(timezone=True), server_default=text("clock_timestamp()")
     )
     action: Mapped[str] = mapped_column(String(32))
-    # No foreign key: the log outlives whatever happens to a key's row.
-    key_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    # No foreign key: the log outlives whatever happens to a key's row. None: an entry whose
+    # target is an owner (`owner` then says which).
+    key_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    owner: Mapped[str | None] = mapped_column(String(200))
     # The acting key's id, or `cli:` and the OS user.
     actor: Mapped[str] = mapped_column(String(200))
     # Changed fields, each `{"from": old, "to": new}` (JSON values; `from` is null on create).

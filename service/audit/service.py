@@ -20,7 +20,9 @@ AUDITED_FIELDS = (
     "name",
     "owner",
     "scopes",
-    "rate_limit",
+    "rate_limits",
+    "credits_remaining",
+    "refill",
     "expires_at",
     "revoked_at",
     "replaced_by_id",
@@ -28,7 +30,12 @@ AUDITED_FIELDS = (
     "enabled",
 )
 # What a new key holds when a field is left out: not recorded on create (nothing was set).
-_UNSET_ON_CREATE: dict[str, object] = {"scopes": (), "metadata": {}, "enabled": True}
+_UNSET_ON_CREATE: dict[str, object] = {
+    "scopes": (),
+    "rate_limits": (),
+    "metadata": {},
+    "enabled": True,
+}
 MAX_PAGE = 1000
 
 
@@ -36,8 +43,10 @@ class AuditAction(StrEnum):
     CREATE = "create"
     UPDATE = "update"
     SET_LIMIT = "set-limit"
+    SET_CREDITS = "set-credits"
     REVOKE = "revoke"
     ROTATE = "rotate"
+    OWNER_SET_LIMIT = "owner-set-limit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +54,10 @@ class AuditRecord:
     id: int
     at: datetime
     action: str
-    key_id: uuid.UUID
+    key_id: uuid.UUID | None  # None for an action on an owner
     actor: str
     changes: dict[str, Any]
+    owner: str | None = None  # the owner an owner action targets
 
 
 def cli_actor() -> str:
@@ -102,10 +112,26 @@ async def record_actions(
     await AuditRepository(session).add_many(rows)
 
 
+async def record_owner_action(
+    session: AsyncSession,
+    *,
+    action: AuditAction,
+    actor: str,
+    owner: str,
+    changes: dict[str, Any],
+) -> None:
+    """One entry for an action on an owner, in the caller's transaction."""
+    row = {"action": str(action), "owner": owner, "actor": actor, "changes": changes}
+    await AuditRepository(session).add_many([row])
+
+
 async def list_entries(
     *, session: AsyncSession, key_id: uuid.UUID | None, after_id: int | None, limit: int
 ) -> list[AuditRecord]:
     entries = await AuditRepository(session).page(
         key_id=key_id, after_id=after_id, limit=min(limit, MAX_PAGE)
     )
-    return [AuditRecord(e.id, e.at, e.action, e.key_id, e.actor, dict(e.changes)) for e in entries]
+    return [
+        AuditRecord(e.id, e.at, e.action, e.key_id, e.actor, dict(e.changes), e.owner)
+        for e in entries
+    ]

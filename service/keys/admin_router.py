@@ -26,7 +26,15 @@ from service.keys.listing import (
     KeyState,
     listing_state,
 )
-from service.keys.schemas import KeyCreate, KeyIssued, KeyList, KeyOut, KeyRotate, KeyUpdate
+from service.keys.schemas import (
+    KeyCreate,
+    KeyIssued,
+    KeyList,
+    KeyOut,
+    KeyRotate,
+    KeyUpdate,
+    requested_limits,
+)
 from service.keys.scopes import ADMIN_GRANT, grants_admin
 from service.keys.service import IssuedKey
 
@@ -88,7 +96,9 @@ async def create_key(
         name=body.name,
         owner=body.owner,
         scopes=body.scopes,
-        rate_limit=body.rate_limit,
+        rate_limits=requested_limits(body.rate_limits, body.rate_limit),
+        credits=body.credits,
+        refill=body.refill,
         expires_in=parse_duration(body.expires_in) if body.expires_in else None,
         metadata=body.metadata,
         listener=state.key_events,
@@ -107,8 +117,9 @@ async def show_key(key_id: uuid.UUID, admin: AdminDep, session: SessionDep) -> K
 async def update_key(
     key_id: uuid.UUID, body: KeyUpdate, admin: AdminDep, session: SessionDep, state: StateDep
 ) -> KeyOut:
-    """Change name, owner, scopes, rate limit, metadata, expiry or enabled (admin scopes need
-    `admin:grant`). A field left out stays as it is; `"expires_at": null` removes the expiry."""
+    """Change name, owner, scopes, rate limits, credits, metadata, expiry or enabled (admin
+    scopes need `admin:grant`). A field left out stays as it is; `"expires_at": null` removes
+    the expiry."""
     _require_grant(admin, body.scopes or ())
     # Merge-patch (RFC 7396): only a field sent is changed, and null there clears the expiry.
     expires_at = body.expires_at if "expires_at" in body.model_fields_set else service.KEEP
@@ -118,7 +129,9 @@ async def update_key(
         name=body.name,
         owner=body.owner,
         scopes=body.scopes,
-        rate_limit=body.rate_limit,
+        rate_limits=requested_limits(body.rate_limits, body.rate_limit),
+        credits=body.credits,
+        refill=body.refill,
         metadata=body.metadata,
         enabled=body.enabled,
         expires_at=expires_at,

@@ -48,7 +48,7 @@ class KeyFastPath:
         self._routes = {"/v1/whoami": Route("/v1/whoami", self), AUTH: Route(AUTH, self)}
         self._below_auth = Route(AUTH_PREFIX + "{path:path}", self)
         # KeyRecord is frozen and hashable: each cached record's whoami body is built once.
-        self._whoami_bodies: dict[tuple[KeyRecord, str], bytes] = {}
+        self._whoami_bodies: dict[tuple[KeyRecord, tuple[str, ...]], bytes] = {}
         self._rejections: dict[tuple[str, str], tuple[int, list[tuple[bytes, bytes]], bytes]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -78,7 +78,7 @@ class KeyFastPath:
             return
         headers = _encode(ratelimit_headers(admission.decision))
         if is_whoami:
-            body = self._whoami_body(admission, str(state.guard.policy_for(admission.record)))
+            body = self._whoami_body(admission, state.guard.limits_in_force(admission.record))
             headers += [_JSON, (b"content-length", str(len(body)).encode())]
         else:
             body = b""
@@ -102,7 +102,7 @@ class KeyFastPath:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    def _whoami_body(self, admission: Admission, policy: str) -> bytes:
+    def _whoami_body(self, admission: Admission, policy: tuple[str, ...]) -> bytes:
         record = admission.record
         body = self._whoami_bodies.get((record, policy))
         if body is None:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     String,
+    Text,
     Uuid,
     func,
     text,
@@ -59,7 +60,12 @@ class ApiKey(Base):
     name: Mapped[str] = mapped_column(String(200))
     owner: Mapped[str | None] = mapped_column(String(200))
     scopes: Mapped[list[str]] = mapped_column(ARRAY(String(64)), server_default="{}")
-    rate_limit: Mapped[str | None] = mapped_column(String(32))
+    rate_limits: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    # The owner's limits (`owner_limits`), copied here by triggers (migration 0006): a change of
+    # them moves `version`, which carries it to every worker like any key change.
+    owner_rate_limits: Mapped[list[str]] = mapped_column(
+        ARRAY(Text), server_default="{}", server_onupdate=FetchedValue()
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # When revocation takes effect; in the future while a rotated key's grace period runs.
@@ -74,6 +80,13 @@ class ApiKey(Base):
         "metadata", JSONB, server_default=text("'{}'::jsonb")
     )
     enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    # Credits (migration 0007): NULL, none. The live count is Redis's; the usage flusher writes
+    # it back here with `credits_refilled_at`, neither of which moves `version`.
+    credits_remaining: Mapped[int | None] = mapped_column(BigInteger)
+    refill: Mapped[str | None] = mapped_column(String(40))
+    credits_refilled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Times an admin set the credits: Redis starts counting again at a newer epoch.
+    credits_epoch: Mapped[int] = mapped_column(BigInteger, server_default="0")
     # Bumped by the database on every change to the fields above (not on `last_used_at`): the
     # key-change feed and the Redis key directory order states of a key by it.
     version: Mapped[int] = mapped_column(

@@ -26,7 +26,10 @@ class KeyRecord:
     display_prefix: str
     owner: str | None
     scopes: tuple[str, ...]
-    rate_limit: str | None
+    # Canonical limit texts (`10/second`, `1000/day shadow`); empty: the default policy.
+    rate_limits: tuple[str, ...]
+    # The owner's limits (`gatekey owners set-limit`), shared by all the owner's keys.
+    owner_rate_limits: tuple[str, ...]
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
@@ -40,6 +43,12 @@ class KeyRecord:
     metadata: dict[str, Any] = field(hash=False)
     # False refuses the key (`DISABLED`) until it is enabled again; unlike revocation, reversible.
     enabled: bool
+    # Units left as last persisted (lags Redis's live count by up to one usage flush); None: the
+    # key has no credits. `refill` (`N/period`) sets them back to N at each period boundary.
+    credits_remaining: int | None
+    refill: str | None
+    credits_refilled_at: datetime | None  # the period start of the last refill, as persisted
+    credits_epoch: int
 
     @classmethod
     def of(cls, source: object, **extra: Any) -> Self:
@@ -48,6 +57,8 @@ class KeyRecord:
         names = _MAPPED_NAMES if hasattr(type(source), "__mapper__") else _NAMES
         values = {name: getattr(source, attribute) for name, attribute in names}
         values["scopes"] = tuple(values["scopes"])
+        values["rate_limits"] = tuple(values["rate_limits"])
+        values["owner_rate_limits"] = tuple(values["owner_rate_limits"])
         return cls(**values, **extra)
 
     def status(self, now: datetime) -> KeyCheckResult:

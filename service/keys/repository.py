@@ -108,6 +108,11 @@ class ApiKeyRepository:
         )
         return (await self.session.execute(statement)).scalars().all()
 
+    async def active_of_owner(self, owner: str, *, now: datetime) -> Sequence[ApiKey]:
+        """Every key of `owner` usable at `now` (those a worker may hold in its cache)."""
+        statement = select(ApiKey).where(ApiKey.owner == owner, *_in_state(KeyState.ACTIVE, now))
+        return (await self.session.execute(statement)).scalars().all()
+
     async def flush(self) -> None:
         await self.session.flush()
 

@@ -35,20 +35,23 @@ def _result(
         owner=record.owner,
         scopes=list(record.scopes),
         metadata=record.metadata,
-        ratelimit=_ratelimit_info(decision),
+        ratelimit=None if decision.usage_exceeded else _ratelimit_info(decision),
+        credits_remaining=decision.credits_remaining,
     )
 
 
 @router.post("/keys/verify")
 async def verify_key(body: VerifyRequest, state: StateDep, response: Response) -> VerifyResult:
-    """Check a key for another service, and that it holds `required_scopes`; spends one unit of
-    that key's limit (a FORBIDDEN answer too, as on `/v1/auth`)."""
+    """Check a key for another service, and that it holds `required_scopes`; spends `cost` units
+    (default 1; 0 only reports) of every limit of that key (a FORBIDDEN answer too, as on
+    `/v1/auth`). `ratelimit` describes the binding limit: the refusing one, or the one closest to
+    exhaustion."""
     required = frozenset(check_scope(scope) for scope in body.required_scopes)
     try:
         # No per-address budget here: the caller is a service checking its own users' keys, and
         # blocking its address would refuse all of them (the fast path and the key-taking routes
         # are where end users connect).
-        admission = await state.guard.admit(body.key, required)
+        admission = await state.guard.admit(body.key, required, cost=body.cost)
     except RateLimited as limited:
         return _result(limited.code, limited.record, limited.decision, response)
     except MissingScopes as forbidden:

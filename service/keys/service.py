@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -22,7 +23,8 @@ from service.keys.models import ApiKey
 from service.keys.record import KeyRecord
 from service.keys.repository import ApiKeyRepository
 from service.keys.scopes import check_scope
-from service.ratelimit.policy import parse_rate_limit
+from service.ratelimit.credits import CreditState, check_credits, parse_refill
+from service.ratelimit.policy import canonical_rate_limits
 from service.results import KeyCheckResult
 
 # New keys reach the Redis directory this many at a time (one pipeline each).
@@ -86,8 +88,25 @@ def _clean_scopes(scopes: list[str]) -> list[str]:
     return sorted({check_scope(scope) for scope in scopes})
 
 
-def _clean_rate_limit(rate_limit: str | None) -> str | None:
-    return None if rate_limit is None else str(parse_rate_limit(rate_limit))
+def _clean_rate_limits(rate_limits: Sequence[str] | None) -> list[str]:
+    return canonical_rate_limits(rate_limits or ())
+
+
+def _credit_fields(
+    credits: int | None, refill: str | None, *, has_credits: bool, epoch: int
+) -> dict[str, object]:
+    """The columns that set credits (`credits`: the count starts again at it, at a new epoch)
+    and their refill; a refill needs credits, given now or before."""
+    fields: dict[str, object] = {}
+    if refill is not None:
+        if credits is None and not has_credits:
+            raise InvalidInput("refill: the key has no credits: give credits too")
+        fields["refill"] = str(parse_refill(refill))
+    if credits is not None:
+        fields["credits_remaining"] = check_credits(credits)
+        fields["credits_epoch"] = epoch + 1
+        fields["credits_refilled_at"] = _utcnow()
+    return fields
 
 
 def _clean_expires_at(expires_at: datetime | None) -> datetime | None:
@@ -145,9 +164,11 @@ async def create_key(
     name: str,
     owner: str | None = None,
     scopes: list[str] | None = None,
-    rate_limit: str | None = None,
+    rate_limits: Sequence[str] | None = None,
     expires_in: timedelta | None = None,
     metadata: dict[str, Any] | None = None,
+    credits: int | None = None,
+    refill: str | None = None,
     listener: KeyChangeListener | None = None,
     actor: str,
 ) -> IssuedKey:
@@ -159,9 +180,11 @@ async def create_key(
         name=name,
         owner=owner,
         scopes=scopes,
-        rate_limit=rate_limit,
+        rate_limits=rate_limits,
         expires_in=expires_in,
         metadata=metadata,
+        credits=credits,
+        refill=refill,
         listener=listener,
     )
     return issued
@@ -175,9 +198,11 @@ async def create_keys(
     name: str,
     owner: str | None = None,
     scopes: list[str] | None = None,
-    rate_limit: str | None = None,
+    rate_limits: Sequence[str] | None = None,
     expires_in: timedelta | None = None,
     metadata: dict[str, Any] | None = None,
+    credits: int | None = None,
+    refill: str | None = None,
     listener: KeyChangeListener | None = None,
     actor: str,
 ) -> list[IssuedKey]:
@@ -189,10 +214,11 @@ async def create_keys(
         "name": _clean_name(name),
         "owner": _clean_owner(owner),
         "scopes": _clean_scopes(scopes or []),
-        "rate_limit": _clean_rate_limit(rate_limit),
+        "rate_limits": _clean_rate_limits(rate_limits),
         "expires_at": _utcnow() + expires_in if expires_in is not None else None,
         "created_by": actor,
         "metadata": clean_metadata({} if metadata is None else metadata),
+        **_credit_fields(credits, refill, has_credits=False, epoch=0),
     }
     plaintexts = [key_format.generate() for _ in range(count)]
     rows = [
@@ -271,7 +297,9 @@ async def update_key(
     name: str | None = None,
     owner: str | None = None,
     scopes: list[str] | None = None,
-    rate_limit: str | None = None,
+    rate_limits: Sequence[str] | None = None,
+    credits: int | None = None,
+    refill: str | None = None,
     metadata: dict[str, Any] | None = None,
     enabled: bool | None = None,
     expires_at: datetime | Keep | None = KEEP,
@@ -280,8 +308,9 @@ async def update_key(
     action: AuditAction = AuditAction.UPDATE,
 ) -> KeyRecord:
     """Change the given fields; `None` leaves a field as it is, but `expires_at`, where `None`
-    means "never expires" and `KEEP` leaves it. `metadata` replaces the whole object. `action`
-    names the change in the audit log (`set-limit` for the CLI command of that name)."""
+    means "never expires" and `KEEP` leaves it (an empty `rate_limits` restores the default
+    policy). `metadata` replaces the whole object. `action` names the change in the audit log
+    (`set-limit` for the CLI command of that name)."""
     model = await _get_model(ApiKeyRepository(session), key_id)
     before = KeyRecord.of(model)
     if metadata is not None:
@@ -296,8 +325,13 @@ async def update_key(
         model.owner = _clean_owner(owner)
     if scopes is not None:
         model.scopes = _clean_scopes(scopes)
-    if rate_limit is not None:
-        model.rate_limit = _clean_rate_limit(rate_limit)
+    if rate_limits is not None:
+        model.rate_limits = _clean_rate_limits(rate_limits)
+    has_credits = model.credits_remaining is not None
+    for field, value in _credit_fields(
+        credits, refill, has_credits=has_credits, epoch=model.credits_epoch
+    ).items():
+        setattr(model, field, value)
     return await _commit_change(session, model, before, Audit(action, actor), listener)
 
 
@@ -342,7 +376,7 @@ async def rotate_key(
             name=old.name,
             owner=old.owner,
             scopes=list(old.scopes),
-            rate_limit=old.rate_limit,
+            rate_limits=list(old.rate_limits),
             expires_at=old.expires_at,
             key_metadata=old.key_metadata,
             created_by=actor,
@@ -355,3 +389,16 @@ async def rotate_key(
     if listener is not None:
         await listener.keys_created([new_entry])
     return IssuedKey(record=new_entry.record, plaintext=plaintext)
+
+
+async def read_credit_state(*, session: AsyncSession, key_id: uuid.UUID) -> CreditState | None:
+    """The key's credits as last persisted (None: it has none, or is gone)."""
+    model = await ApiKeyRepository(session).get(key_id)
+    if model is None or model.credits_remaining is None:
+        return None
+    refilled = model.credits_refilled_at
+    return CreditState(
+        model.credits_remaining,
+        model.credits_epoch,
+        int(refilled.timestamp()) if refilled is not None else 0,
+    )

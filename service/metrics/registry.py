@@ -20,7 +20,8 @@ VERIFICATION_RESULTS = tuple(
     result for result in KeyCheckResult if result is not KeyCheckResult.MISSING_KEY
 )
 CACHE_OUTCOMES = ("hit", "miss")
-RATELIMIT_DECISIONS = ("allowed", "limited", "fallback")
+# `shadow_limited` is counted besides `allowed`/`limited`: a shadow limit would have refused.
+RATELIMIT_DECISIONS = ("allowed", "limited", "usage_exceeded", "fallback", "shadow_limited")
 USAGE_FLUSH_RESULTS = ("ok", "error")
 USAGE_DROP_REASONS = ("full", "shutdown")
 
@@ -94,6 +95,11 @@ class Metrics:
         )
         self.ratelimit_decisions = self._counter(
             "gatekey_ratelimit_decisions", "Rate-limit decisions", "decision", RATELIMIT_DECISIONS
+        )
+        self.ratelimit_near_limit = Counter(
+            "gatekey_ratelimit_near_limit",
+            "Admissions that left less than 20 % of some enforced limit",
+            registry=registry,
         )
         self.ratelimit_breaker_open = self._per_worker(
             "gatekey_ratelimit_breaker_open",

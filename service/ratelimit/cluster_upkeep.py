@@ -37,21 +37,21 @@ class ClusterUpkeep:
     def unmarked(self) -> int:
         return len(self._unmarked)
 
-    async def group_by_master(self, key_ids: Sequence[str]) -> list[tuple[ClusterNode, list[int]]]:
-        """The indices of `key_ids` per master holding their keys (the slot map is read at the
-        first call)."""
+    async def group_by_master(self, refs: Sequence[str]) -> list[tuple[ClusterNode, list[int]]]:
+        """The indices of `refs` (`usage_ref`) per master holding their keys (the slot map is
+        read at the first call)."""
         async with asyncio.timeout(self._deadline_s):
             await self._cluster.initialize()
         groups: dict[str, tuple[ClusterNode, list[int]]] = {}
-        for index, key_id in enumerate(key_ids):
-            node = self._cluster.get_node_from_key(self._keyspace.tat(key_id))
+        for index, ref in enumerate(refs):
+            node = self._cluster.get_node_from_key(self._keyspace.usage(ref))
             if node is None:  # only asked for replicas, never for a primary
-                raise LookupError(key_id)
+                raise LookupError(ref)
             groups.setdefault(node.name, (node, []))[1].append(index)
         return list(groups.values())
 
     def mark_dirty(self, key_ids: Iterable[str]) -> None:
-        """Add key ids to the dirty set (on a master of its own) in the background, one SADD at
+        """Add key refs to the dirty set (on a master of its own) in the background, one SADD at
         a time; ids a failed SADD held go with the next batch's."""
         self._unmarked.update(key_ids)
         if not self._unmarked or (self._marking is not None and not self._marking.done()):

@@ -57,6 +57,7 @@ class DeferredUsage:
         self._is_full = False
 
     def add(self, key_id: str) -> None:
+        """Count one admission of the key `key_id` names (a `usage_ref`: id, and owner if any)."""
         seconds = int(self._clock())
         minute = seconds - seconds % 60
         minutes = self._open.get(key_id)

@@ -7,10 +7,13 @@ from typing import Protocol
 
 from service.config import RateLimitBackend, RedisErrorPolicy, Settings
 from service.ratelimit.breaker import CircuitBreaker
+from service.ratelimit.credit_seed import CreditStates
+from service.ratelimit.credits import Credits
 from service.ratelimit.decision import RateLimitDecision
 from service.ratelimit.deferred_usage import DeferredUsage
 from service.ratelimit.events import LimiterEvents
 from service.ratelimit.fallback import make_fallback
+from service.ratelimit.limits import LimitSet
 from service.ratelimit.memory import MemoryRateLimiter
 from service.ratelimit.policy import RateLimitPolicy
 from service.ratelimit.redis_limiter import USAGE_TTL_S, RedisRateLimiter
@@ -24,8 +27,17 @@ BREAKER_FAILURE_THRESHOLD = 3
 
 
 class RateLimiter(Protocol):
-    async def hit(self, key_id: str, policy: RateLimitPolicy) -> RateLimitDecision:
-        """Count one request of `key_id` against `policy` and say whether it is admitted."""
+    async def hit(
+        self,
+        key_id: str,
+        limits: LimitSet | RateLimitPolicy,
+        *,
+        cost: int = 1,
+        owner: str | None = None,
+        credits: Credits | None = None,
+    ) -> RateLimitDecision:
+        """Count one request of `key_id` of `cost` units against every limit in `limits` (a
+        policy: that one alone) and the key's `credits`, and say whether it is admitted."""
         ...
 
     async def health(self) -> str:
@@ -43,8 +55,10 @@ def create_limiter(
     on_decision: Callable[[str], None] | None = None,
     keyspace: RedisKeyspace | None = None,
     events: LimiterEvents | None = None,
+    credit_states: CreditStates | None = None,
 ) -> RateLimiter:
-    """The limiter `RATE_LIMIT_BACKEND` names; `on_decision` gets allowed|limited|fallback,
+    """The limiter `RATE_LIMIT_BACKEND` names; `on_decision` gets allowed|limited|fallback
+    (and shadow_limited besides, when a shadow limit would have refused),
     `events` the Redis limiter's round trips, breaker changes and dropped usage."""
     if settings.rate_limit_backend is RateLimitBackend.MEMORY:
         return MemoryRateLimiter(on_decision=on_decision)
@@ -69,6 +83,7 @@ def create_limiter(
             redis, keyspace, ttl_s=USAGE_TTL_S, on_dropped=events.usage_dropped
         ),
         events=events,
+        credit_states=credit_states,
     )
 
 

@@ -21,20 +21,24 @@ from redis.exceptions import NoScriptError, ResponseError
 from service.batching import drain_tasks
 from service.ratelimit.breaker import CircuitBreaker
 from service.ratelimit.cluster_upkeep import ClusterUpkeep
+from service.ratelimit.credit_seed import CreditSeeder, CreditStates
+from service.ratelimit.credits import Credits
 from service.ratelimit.deadline import Deadline
 from service.ratelimit.decision import RateLimitDecision
 from service.ratelimit.deferred_usage import DeferredUsage
 from service.ratelimit.events import LimiterEvents
-from service.ratelimit.gcra import GcraParams, gcra_params, to_decision
+from service.ratelimit.gcra import NEVER, to_decision
+from service.ratelimit.limits import Limit, LimitSet, single
 from service.ratelimit.policy import RateLimitPolicy
 from service.redis.client import RedisClient
-from service.redis.keyspace import RedisKeyspace
+from service.redis.keyspace import RedisKeyspace, usage_ref
 from service.redis.scripts import ScriptName, load_script
 
 logger = logging.getLogger("gatekey.ratelimit")
 
 USAGE_TTL_S = 2 * 86400
-Fallback = Callable[[str, RateLimitPolicy], RateLimitDecision]
+# key id, its limits, the cost, its owner -> the decision made without Redis
+Fallback = Callable[[str, LimitSet, int, str | None], RateLimitDecision]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +51,26 @@ class _Unanswered:
 
 _NOT_SENT = _Unanswered(maybe_ran=False)
 _SENT = _Unanswered(maybe_ran=True)
-_Reply = list[int] | _Unanswered  # the script's four numbers, or why there are none
-_Call = tuple[str, GcraParams, "asyncio.Future[_Reply]"]
+_Reply = list[int] | _Unanswered  # the script's seven numbers, or why there are none
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    key_id: str
+    owner: str | None
+    ref: str  # what names the key's Redis state (`usage_ref`)
+    limits: LimitSet
+    cost: int
+    credits: Credits | None
+    future: asyncio.Future[_Reply]
+
+
+# The script's status: refused by a limit, admitted, refused for want of credits, no credits
+# state (seeded from PostgreSQL, then asked again, at most this many times in all).
+_DECISIONS = ("limited", "allowed", "usage_exceeded")
+_USAGE_EXCEEDED = 2
+_NO_CREDITS_STATE = 3
+_SEED_TRIES = 3
 
 
 class _BatchFailed(Exception):
@@ -90,6 +112,7 @@ class RedisRateLimiter:
         deferred_usage: DeferredUsage | None = None,
         records_usage: bool = True,
         events: LimiterEvents | None = None,
+        credit_states: CreditStates | None = None,
     ) -> None:
         self._redis = redis
         # False for limits on something other than a key (no usage hash, no dirty mark).
@@ -97,6 +120,8 @@ class RedisRateLimiter:
         self._usage_ttl_s = USAGE_TTL_S if records_usage else 0
         self._events = events or LimiterEvents()
         self._keyspace = keyspace or RedisKeyspace()
+        # Where lost credits come back from (PostgreSQL); None: a limiter of no key's credits.
+        self._seeder = CreditSeeder(redis, self._keyspace, credit_states) if credit_states else None
         # A connect plus a round trip, each allowed `timeout`: about as long as a call waits on
         # a hung Redis (see Deadline for why a busy loop does not shorten it).
         self._deadline_s = 2 * timeout
@@ -131,22 +156,64 @@ class RedisRateLimiter:
                 pool.connection_class, pool.connection_kwargs
             )
 
-    async def hit(self, key_id: str, policy: RateLimitPolicy) -> RateLimitDecision:
-        if not self._breaker.allow():
-            return self._fall_back(key_id, policy, _NOT_SENT)
-        params = gcra_params(policy)
-        future: asyncio.Future[_Reply] = asyncio.get_running_loop().create_future()
-        self._pending.append((key_id, params, future))
-        if not self._is_batch_starting and self._in_flight < self._max_in_flight:
-            self._start_batch()
-        reply = await future
-        if isinstance(reply, _Unanswered):
-            return self._fall_back(key_id, policy, reply)
-        allowed, remaining, reset_us, retry_after_us = reply
-        self._on_decision("allowed" if allowed else "limited")
-        if self._observe is not None:
-            self._observe(key_id, reset_us)
-        return to_decision(params, allowed == 1, remaining, reset_us, retry_after_us)
+    async def hit(
+        self,
+        key_id: str,
+        limits: LimitSet | RateLimitPolicy,
+        *,
+        cost: int = 1,
+        owner: str | None = None,
+        credits: Credits | None = None,
+    ) -> RateLimitDecision:
+        """Check one request of `cost` units against every limit in `limits` and the key's
+        `credits` at once. Credits Redis has lost (a restart, a flush) are seeded from
+        PostgreSQL and the check asked again: the rare path, never the hot one."""
+        if isinstance(limits, RateLimitPolicy):
+            limits = single(limits)
+        ref = usage_ref(key_id, owner)
+        loop = asyncio.get_running_loop()
+        for _ in range(_SEED_TRIES):
+            call = _Call(key_id, owner, ref, limits, cost, credits, loop.create_future())
+            if not self._breaker.allow():
+                return self._fall_back(call, _NOT_SENT)
+            self._pending.append(call)
+            if not self._is_batch_starting and self._in_flight < self._max_in_flight:
+                self._start_batch()
+            reply = await call.future
+            if isinstance(reply, _Unanswered):
+                return self._fall_back(call, reply)
+            if reply[0] != _NO_CREDITS_STATE:
+                return self._decide(call, reply)
+            try:
+                has_credits = self._seeder is not None and await self._seeder.seed(key_id, ref)
+            except Exception as error:  # Redis or PostgreSQL failed: decided as without Redis
+                logger.warning("ratelimit_credit_seed_failed", extra={"error": repr(error)})
+                return self._fall_back(call, _NOT_SENT)
+            credits = credits if has_credits else None
+        # Seeded, and gone again each time: refused rather than credits invented.
+        return to_decision(limits.params[0], False, 0, 0, NEVER, usage_exceeded=True)
+
+    def _decide(self, call: _Call, reply: list[int]) -> RateLimitDecision:
+        status, binding, remaining, reset_us, retry_after_us, shadow_refused, left = reply
+        limits = call.limits
+        self._on_decision(_DECISIONS[status])
+        if shadow_refused:
+            self._on_decision("shadow_limited")
+        limit = limits.limits[binding - 1]
+        if self._observe is not None and status != _USAGE_EXCEEDED:
+            self._observe(limit.subject(call.key_id, call.owner), reset_us)
+        return to_decision(
+            limits.params[binding - 1],
+            status == 1,
+            remaining,
+            reset_us,
+            retry_after_us,
+            name=limit.name,
+            policy_header=limits.policy_header,
+            shadow_limited=shadow_refused == 1,
+            usage_exceeded=status == _USAGE_EXCEEDED,
+            credits_remaining=None if call.credits is None else left,
+        )
 
     async def health(self) -> str:
         """`degraded` while the breaker is open, or when Redis does not answer a PING now: a
@@ -176,14 +243,15 @@ class RedisRateLimiter:
         for connection in (c for connections in idle.values() for c in connections):
             await connection.disconnect()
 
-    def _fall_back(
-        self, key_id: str, policy: RateLimitPolicy, unanswered: _Unanswered
-    ) -> RateLimitDecision:
+    def _fall_back(self, call: _Call, unanswered: _Unanswered) -> RateLimitDecision:
+        """Decided without Redis: limits by the fallback, credits not at all."""
         self._on_decision("fallback")
-        decision = self._fallback(key_id, policy)
+        key_id, owner, cost = call.key_id, call.owner, call.cost
+        decision = self._fallback(key_id, call.limits, cost, owner)
         # A hit whose script may have run is not counted again here: at most once, not twice.
-        if decision.allowed and not unanswered.maybe_ran and self._deferred_usage is not None:
-            self._deferred_usage.add(key_id)
+        deferred = self._deferred_usage
+        if decision.allowed and cost > 0 and not unanswered.maybe_ran and deferred is not None:
+            deferred.add(call.ref)
         return decision
 
     def _start_hand_over(self) -> None:
@@ -239,9 +307,9 @@ class RedisRateLimiter:
             self._start_hand_over()
         finally:
             self._in_flight -= 1
-        for (_, _, future), reply in zip(batch, replies, strict=True):
-            if not future.done():  # a caller cancelled while waiting
-                future.set_result(reply)
+        for call, reply in zip(batch, replies, strict=True):
+            if not call.future.done():  # a caller cancelled while waiting
+                call.future.set_result(reply)
         if self._pending and not self._is_batch_starting:
             self._start_batch()
 
@@ -258,7 +326,7 @@ class RedisRateLimiter:
         upkeep = self._cluster
         assert upkeep is not None  # only called for a Cluster
         try:
-            groups = await upkeep.group_by_master([key_id for key_id, _, _ in batch])
+            groups = await upkeep.group_by_master([call.ref for call in batch])
         except Exception as error:
             upkeep.refresh_slots()
             raise _BatchFailed(maybe_ran=False) from error
@@ -285,8 +353,8 @@ class RedisRateLimiter:
                 replies[i] = reply
         if self._records_usage:
             upkeep.mark_dirty(
-                key_id
-                for (key_id, _, _), reply in zip(batch, replies, strict=True)
+                call.ref
+                for call, reply in zip(batch, replies, strict=True)
                 if not isinstance(reply, _Unanswered) or reply.maybe_ran
             )
         if failures:
@@ -356,19 +424,22 @@ class RedisRateLimiter:
             _pack(
                 verb,
                 script,
-                2,
-                keyspace.tat(key_id),
-                keyspace.usage(key_id),
-                params.emission_us,
-                params.tolerance_us,
+                1 + len(call.limits.limits) + (call.credits is not None),
+                keyspace.usage(call.ref),
+                *(_tat(keyspace, call, limit) for limit in call.limits.limits),
+                *_credit_keys(keyspace, call),
+                call.cost,
                 self._usage_ttl_s,
+                *_credit_args(call.credits),
+                *call.limits.script_args,
             )
-            for key_id, params, _ in calls
+            for call in calls
         ]
         # After the scripts, never before: a flusher claiming the dirty set in between either
         # read the new counts already or finds the key marked again.
         if mark_dirty:
-            commands.append(_pack(b"SADD", keyspace.dirty, *dict.fromkeys(c[0] for c in calls)))
+            refs = dict.fromkeys(call.ref for call in calls)
+            commands.append(_pack(b"SADD", keyspace.dirty, *refs))
         await connection.send_packed_command(b"".join(commands), check_health=False)
         replies: list[Any] = []
         for _ in calls:
@@ -380,6 +451,25 @@ class RedisRateLimiter:
         if mark_dirty:
             await connection.read_response()
         return replies
+
+
+_NO_CREDITS = (-1, 0, 0, 0)
+
+
+def _credit_keys(keyspace: RedisKeyspace, call: _Call) -> tuple[str, ...]:
+    return () if call.credits is None else (keyspace.credits(call.ref),)
+
+
+def _credit_args(credits: Credits | None) -> tuple[int, ...]:
+    if credits is None:
+        return _NO_CREDITS
+    return (credits.epoch, credits.initial, credits.refill_amount, credits.period_s)
+
+
+def _tat(keyspace: RedisKeyspace, call: _Call, limit: Limit) -> str:
+    if limit.owner_wide and call.owner is not None:
+        return keyspace.owner_tat(call.owner, limit.suffix)
+    return keyspace.tat(call.ref, limit.suffix)
 
 
 def _connection_factory(

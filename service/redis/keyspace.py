@@ -1,7 +1,11 @@
 """Every Redis key and channel name gatekey uses, all under one namespace.
 
-Per-key names carry the key id as a hash tag (`gk:{<key_id>}:...`), so a hit's keys sit in one
-Redis Cluster slot; the flusher's global keys share the `{usage}` tag, so RENAME works there too.
+Every name one limiter script touches shares a Redis Cluster slot: a key without an owner has its
+id as hash tag (`gk:{<key_id>}:...`); a key with an owner lives under the owner's tag
+(`gk:{o:<owner>}:k:<key_id>:...`) beside the owner-wide limits (`gk:{o:<owner>}:tat:...`). A
+key's state is named by its *ref*, `usage_ref(key_id, owner)`, which is also what the dirty set
+holds, so the flusher finds each usage hash where the script wrote it. The flusher's global keys
+share the `{usage}` tag, so RENAME works there too.
 """
 
 from __future__ import annotations
@@ -9,6 +13,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEFAULT_NAMESPACE = "gk"
+
+
+def usage_ref(key_id: str, owner: str | None) -> str:
+    """What names a key's Redis state: its id, or `<id>/<owner>` (an id never holds a `/`)."""
+    return f"{key_id}/{owner}" if owner else key_id
+
+
+def key_id_of(ref: str) -> str:
+    return ref.partition("/")[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,21 +35,36 @@ class RedisKeyspace:
 
     namespace: str = DEFAULT_NAMESPACE
 
-    def tat(self, key_id: str) -> str:
-        """String: the key's GCRA theoretical arrival time in microseconds of Redis time."""
-        return f"{self.namespace}:{{{key_id}}}:tat"
+    def _key_prefix(self, ref: str) -> str:
+        key_id, _, owner = ref.partition("/")
+        if owner:
+            return f"{self.namespace}:{{o:{owner}}}:k:{key_id}"
+        return f"{self.namespace}:{{{key_id}}}"
 
-    def usage(self, key_id: str) -> str:
+    def tat(self, ref: str, limit: str) -> str:
+        """String: the GCRA theoretical arrival time of one of the key's limits (`limit`: its
+        window in seconds, `s` after a shadow one's) in microseconds of Redis time."""
+        return f"{self._key_prefix(ref)}:tat:{limit}"
+
+    def owner_tat(self, owner: str, limit: str) -> str:
+        """String: as `tat`, for a limit all of an owner's keys share."""
+        return f"{self.namespace}:{{o:{owner}}}:tat:{limit}"
+
+    def credits(self, ref: str) -> str:
+        """Hash: the key's credits {r: remaining, e: epoch, t: the last refill's period start}."""
+        return f"{self._key_prefix(ref)}:credits"
+
+    def usage(self, ref: str) -> str:
         """Hash: minute epoch (seconds) -> admitted requests in that minute, cumulative."""
-        return f"{self.namespace}:{{{key_id}}}:usage"
+        return f"{self._key_prefix(ref)}:usage"
 
-    def batch(self, key_id: str, batch_id: str) -> str:
+    def batch(self, ref: str, batch_id: str) -> str:
         """String: marks a batch of deferred usage as applied to the key's usage hash."""
-        return f"{self.namespace}:{{{key_id}}}:batch:{batch_id}"
+        return f"{self._key_prefix(ref)}:batch:{batch_id}"
 
     @property
     def dirty(self) -> str:
-        """Set of key ids whose usage changed since the flusher last claimed the set."""
+        """Set of key refs (`usage_ref`) whose usage changed since the flusher last claimed it."""
         return f"{self.namespace}:{{usage}}:dirty"
 
     @property

@@ -25,13 +25,14 @@ from service.redis.client import RedisClient
 class ScriptName(StrEnum):
     """Each member names `<value>.lua` in this package; the file says its KEYS, ARGV and reply."""
 
-    GCRA = "gcra"  # one rate-limit hit: GCRA decision plus usage count
+    GCRA = "gcra"  # one rate-limit check: every limit, credits, usage count
     USAGE_APPLY_ONCE = "usage_apply_once"  # deferred usage handed over at most once
     USAGE_CLAIM = "usage_claim"  # the flusher claims the dirty set
     USAGE_READ = "usage_read"  # the flusher reads a chunk of keys' counters
     USAGE_FORGET = "usage_forget"  # the flusher drops stored minutes that are over
     USAGE_RELEASE = "usage_release"  # the flusher releases its lock
     DIRECTORY_PUT = "directory_put"  # a key-directory entry, never replaced by an older version
+    CREDITS_SEED = "credits_seed"  # a key's credits from PostgreSQL, unless Redis has them
 
 
 @dataclass(frozen=True, slots=True)

@@ -116,7 +116,8 @@ class UsageFlusher:
             )
 
     async def claim(self, token: str) -> list[str] | None:
-        """Move the dirty set aside atomically; the key ids to flush (None: lock lost)."""
+        """Move the dirty set aside atomically; the key refs (`usage_ref`) to flush (None: lock
+        lost)."""
         keyspace = self._keyspace
         members = await self._claim_script(
             keys=[keyspace.flush_lock, keyspace.dirty, keyspace.processing], args=[token]
@@ -147,8 +148,20 @@ class UsageFlusher:
             hashes.append(by_index[len(hashes)])
         seconds = min(int(reply[0]) for reply in replies)
         final_before = seconds - seconds % 60 - 60
+        credits = await self._read_credits(key_ids[: len(hashes)])
         await asyncio.sleep(0)  # requests waiting on this worker go between parse and plan
-        return self._stored.plan(key_ids[: len(hashes)], hashes, final_before)
+        plan = self._stored.plan(key_ids[: len(hashes)], hashes, final_before)
+        for ref, state in zip(key_ids, credits, strict=False):
+            plan.credits.add(ref, state)
+        return plan
+
+    async def _read_credits(self, refs: Sequence[str]) -> list[list[bytes | None]]:
+        """Each key's credits hash (`r`, `e`, `t`; None each for a key without credits), read
+        after its usage: the count persisted is never older than the usage stored with it."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for ref in refs:
+                pipe.hmget(self._keyspace.credits(ref), ["r", "e", "t"])
+            return list(await pipe.execute())
 
     async def store(self, plan: FlushPlan) -> None:
         """Write the plan's rows in one commit (none: no session at all), then remember them."""

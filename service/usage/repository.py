@@ -1,4 +1,5 @@
-"""`ApiKeyUsageRepository`: all SQL for `api_key_usage` and `last_used_at`; never commits."""
+"""`ApiKeyUsageRepository`: all SQL for `api_key_usage`, `last_used_at` and the persisted credits;
+never commits."""
 
 from __future__ import annotations
 
@@ -83,6 +84,22 @@ _DELETE_EXPIRED = text(
     ))
     """
 ).bindparams(bindparam("retention", type_=Interval()))
+# Credits as Redis counted them, only into the epoch they were counted in: a count read before
+# an admin set the credits again never overwrites the new ones. The trigger ignores these columns.
+_STORE_CREDITS = text(
+    """
+    UPDATE api_keys
+    SET credits_remaining = u.remaining, credits_refilled_at = to_timestamp(u.refilled)
+    FROM unnest(:key_ids, :remaining, :epochs, :refilled) AS u(key_id, remaining, epoch, refilled)
+    WHERE api_keys.id = u.key_id AND api_keys.credits_epoch = u.epoch
+      AND api_keys.credits_remaining IS NOT NULL
+    """
+).bindparams(
+    bindparam("key_ids", type_=ARRAY(Uuid(as_uuid=False))),
+    bindparam("remaining", type_=ARRAY(BigInteger())),
+    bindparam("epochs", type_=ARRAY(BigInteger())),
+    bindparam("refilled", type_=ARRAY(BigInteger())),
+)
 
 
 class ApiKeyUsageRepository:
@@ -105,6 +122,21 @@ class ApiKeyUsageRepository:
         if not key_ids:
             return
         await self.session.execute(_TOUCH_LAST_USED, {"key_ids": key_ids, "minutes": minutes})
+
+    async def store_credits(
+        self,
+        key_ids: Sequence[str],
+        remaining: Sequence[int],
+        epochs: Sequence[int],
+        refilled: Sequence[int],
+    ) -> None:
+        """Persist keys' credits left (epoch seconds of their last refill's period)."""
+        if not key_ids:
+            return
+        await self.session.execute(
+            _STORE_CREDITS,
+            {"key_ids": key_ids, "remaining": remaining, "epochs": epochs, "refilled": refilled},
+        )
 
     async def minutes_since(self, key_id: uuid.UUID, since: datetime) -> list[tuple[datetime, int]]:
         statement = (

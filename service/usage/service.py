@@ -28,10 +28,15 @@ async def get_usage(*, session: AsyncSession, key_id: uuid.UUID, since: datetime
 
 
 async def record_usage(*, session: AsyncSession, plan: FlushPlan) -> None:
-    """Store a flush's absolute per-minute counts and move `last_used_at` forward, in one commit."""
+    """Store a flush's absolute per-minute counts, move `last_used_at` forward and persist the
+    credits left, in one commit."""
     repository = ApiKeyUsageRepository(session)
     await repository.upsert_counts(plan.key_ids, plan.minutes, plan.counts)
     await repository.touch_last_used(plan.used_key_ids, plan.used_minutes)
+    credits = plan.credits
+    await repository.store_credits(
+        credits.key_ids, credits.remaining, credits.epochs, credits.refilled
+    )
     await session.commit()
 
 

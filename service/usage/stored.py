@@ -8,6 +8,8 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from service.redis.keyspace import key_id_of
+
 logger = logging.getLogger("gatekey.usage")
 
 # Keys remembered at most; past it, a new key is written on every flush as if never stored.
@@ -16,14 +18,33 @@ MAX_REMEMBERED_KEYS = 50_000
 
 
 @dataclass(slots=True)
+class CreditCounts:
+    """Keys' credits as Redis held them at the read, in parallel columns (see `FlushPlan`)."""
+
+    key_ids: list[str] = field(default_factory=list)
+    remaining: list[int] = field(default_factory=list)
+    epochs: list[int] = field(default_factory=list)
+    refilled: list[int] = field(default_factory=list)
+
+    def add(self, ref: str, state: Sequence[bytes | None]) -> None:
+        """`state`: the credits hash's `r`, `e`, `t` (all None: the key has no credits)."""
+        if state[0] is None:
+            return
+        self.key_ids.append(key_id_of(ref))
+        self.remaining.append(int(state[0]))
+        self.epochs.append(int(state[1] or 0))
+        self.refilled.append(int(state[2] or 0))
+
+
+@dataclass(slots=True)
 class FlushPlan:
     """One chunk's work, in parallel columns that feed SQL array parameters as they are.
 
     `key_ids`/`minutes`/`counts`: the rows to upsert (minute epoch seconds, absolute count);
     `used_key_ids`/`used_minutes`: keys whose newest minute moved, for `last_used_at`; `final`:
-    per key, the minute, count pairs read that can no longer grow, to drop once stored; `seen`:
-    per key, the counts of the other minutes, stored once the plan is; `keys_read`: how many
-    keys it covers.
+    per key ref, the minute, count pairs read that can no longer grow, to drop once stored;
+    `seen`: per key ref, the counts of the other minutes, stored once the plan is; `keys_read`:
+    how many keys it covers.
     """
 
     keys_read: int = 0
@@ -34,6 +55,7 @@ class FlushPlan:
     used_minutes: list[int] = field(default_factory=list)
     final: dict[str, list[int]] = field(default_factory=dict)
     seen: dict[str, dict[int, int]] = field(default_factory=dict)
+    credits: CreditCounts = field(default_factory=CreditCounts)
 
 
 class StoredCounts:
@@ -52,17 +74,18 @@ class StoredCounts:
     def __len__(self) -> int:
         return len(self._by_key)
 
-    def plan(self, key_ids: Sequence[str], hashes: Sequence[bytes], final_before: int) -> FlushPlan:
-        """The work the counters read still need done; `hashes` holds each key's usage hash as
-        the read script returns it: `minute count minute count ...`."""
+    def plan(self, refs: Sequence[str], hashes: Sequence[bytes], final_before: int) -> FlushPlan:
+        """The work the counters read still need done; `refs` name the keys as the dirty set
+        does (`usage_ref`), `hashes` hold each key's usage hash as the read script returns it:
+        `minute count minute count ...`."""
         self._trim(final_before)
-        plan = FlushPlan(keys_read=len(key_ids))
-        for key_id, usage in zip(key_ids, hashes, strict=True):
-            stored = self._by_key.get(key_id)
+        plan = FlushPlan(keys_read=len(refs))
+        for ref, usage in zip(refs, hashes, strict=True):
+            stored = self._by_key.get(ref)
             # Checked until remembered: an id that is not a UUID never is, nor is it stored.
-            if stored is None and _is_uuid(key_id):
+            if stored is None and _is_uuid(key_id_of(ref)):
                 stored = {}
-            _plan_key(plan, key_id, usage, stored, final_before)
+            _plan_key(plan, ref, usage, stored, final_before)
         return plan
 
     def remember(self, plan: FlushPlan) -> None:
@@ -85,13 +108,14 @@ class StoredCounts:
 
 def _plan_key(
     plan: FlushPlan,
-    key_id: str,
+    ref: str,
     usage: bytes,
     stored: dict[int, int] | None,
     final_before: int,
 ) -> None:
     """One key's share of the plan; `stored` is None for an id that cannot be an API key, whose
     minutes are only dropped. One pass over the fields: it runs for every dirty key."""
+    key_id = key_id_of(ref)
     seen: dict[int, int] = {}
     final: list[int] = []
     newest = 0
@@ -108,9 +132,9 @@ def _plan_key(
             plan.counts.append(count)
             newest = max(newest, minute)
     if final:
-        plan.final[key_id] = final
+        plan.final[ref] = final
     if stored is not None:
-        plan.seen[key_id] = seen
+        plan.seen[ref] = seen
         # Its last use moved only if the newest minute written is newer than any stored.
         if newest > max(stored, default=0):
             plan.used_key_ids.append(key_id)

@@ -39,7 +39,7 @@ from service.harness.processes import (
 from service.harness.processes import serving as serving_process
 from service.metrics.multiprocess import ARCHIVE_NAME
 from service.redis.client import create_redis
-from service.redis.keyspace import RedisKeyspace
+from service.redis.keyspace import RedisKeyspace, key_id_of
 from service.redis.url import RedisShape, parse_redis_url
 from service.selftest.prom import Scrape, parse_scrape
 from tests.factories import assert_problem
@@ -323,8 +323,9 @@ async def wait_for_usage(
         for _ in itertools.count():
             stored = await stored_usage(database, key_id)
             assert stored <= expected, f"stored {stored} > {expected}: counted twice"
+            # A key with an owner is named `<id>/<owner>` there (`usage_ref`).
             pending = [
-                await redis.sismember(name, str(key_id))
+                any(key_id_of(_text(m)) == str(key_id) for m in await redis.smembers(name))
                 for name in (keyspace.dirty, keyspace.processing)
             ]
             if stored == expected and not any(pending):
@@ -344,3 +345,7 @@ async def stored_usage(database: Database, key_id: uuid.UUID) -> int:
             {"id": key_id},
         )
     return int(total or 0)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -47,6 +47,8 @@ OPERATIONS = [
     "GET /v1/admin/audit",
     "GET /v1/admin/keys/{key_id}/usage",
     "GET /v1/admin/owners/{owner}/usage",
+    "PUT /v1/admin/owners/{owner}/limits",
+    "GET /v1/admin/owners/{owner}/limits",
     "GET /v1/whoami",
     "GET /v1/auth",
     "POST /v1/auth",

@@ -76,7 +76,7 @@ async def test_each_http_action_writes_one_exact_entry(
             "name": {"from": None, "to": "svc"},
             "owner": {"from": None, "to": owner},
             "scopes": {"from": None, "to": ["read"]},
-            "rate_limit": {"from": None, "to": "5/minute"},
+            "rate_limits": {"from": None, "to": ["5/minute"]},
         },
     )
     assert await _entries(client, admin, key_id) == [create_entry]
@@ -245,7 +245,7 @@ async def test_each_cli_action_writes_one_exact_entry(settings: Settings) -> Non
         "owner": {"from": None, "to": owner},
         "scopes": {"from": None, "to": ["admin"]},
     }
-    assert listed[1]["changes"] == {"rate_limit": {"from": None, "to": "9/minute"}}
+    assert listed[1]["changes"] == {"rate_limits": {"from": [], "to": ["9/minute"]}}
     assert listed[2]["changes"]["replaced_by_id"] == {"from": None, "to": rotated["id"]}
     assert listed[0]["id"] < listed[1]["id"] < listed[2]["id"]
 

@@ -50,7 +50,7 @@ async def test_2500_keys_are_three_inserts_and_each_is_stored_with_its_hash(
             name=" load test ",
             owner=owner,
             scopes=["read", "admin"],
-            rate_limit="100 / minute",
+            rate_limits=["100 / minute"],
             expires_in=timedelta(hours=1),
         )
     inserts = [s.split("(")[0].strip() for s in statements if s.lstrip().startswith("INSERT")]
@@ -71,7 +71,11 @@ async def test_2500_keys_are_three_inserts_and_each_is_stored_with_its_hash(
         assert row.key_hash == key_format.hash(key.plaintext)
         assert row.display_prefix == key_format.display_prefix(key.plaintext)
     row = stored[minted[-1].record.id]
-    assert (row.name, row.scopes, row.rate_limit) == ("load test", ["admin", "read"], "100/minute")
+    assert (row.name, row.scopes, row.rate_limits) == (
+        "load test",
+        ["admin", "read"],
+        ["100/minute"],
+    )
     assert row.expires_at is not None
     assert timedelta(hours=1) <= row.expires_at - before <= timedelta(hours=1, seconds=30)
     assert row.revoked_at is None
@@ -91,7 +95,7 @@ async def test_bad_input_creates_no_key(session: AsyncSession, key_format: KeyFo
             count=5,
             name="x",
             owner=owner,
-            rate_limit="100/week",
+            rate_limits=["100/week"],
         )
     assert await stored_by_id(session, owner) == {}
 
@@ -108,7 +112,7 @@ async def test_cli_prints_one_json_line_per_key_and_each_key_answers(
     async with database.get_session() as session:
         stored = await stored_by_id(session, owner)
     assert set(stored) == {uuid.UUID(line["id"]) for line in lines}
-    assert {row.rate_limit for row in stored.values()} == {"5/minute"}
+    assert {tuple(row.rate_limits) for row in stored.values()} == {("5/minute",)}
     async with running_app(settings) as (_, client):
         for line in lines:
             response = await client.get("/v1/whoami", headers=key_header(line["key"]))

@@ -36,6 +36,21 @@ BAD_INPUT = {
         ("keys", "create", "--name", "x", "--rate-limit", "100/week"), 1, "'100/week'"
     ),
     "bad limit (set-limit)": BadInput(("keys", "set-limit", EXISTING, "lots"), 1, "'lots'"),
+    "two limits of one window": BadInput(
+        ("keys", "set-limit", EXISTING, "1/second", "2/second"),
+        1,
+        "rate_limits: more than one enforced limit per second",
+    ),
+    "set-limit without limits": BadInput(
+        ("keys", "set-limit", EXISTING), 2, "give the limits, or --clear to remove them"
+    ),
+    "negative credits": BadInput(
+        ("keys", "create", "--name", "x", "--credits", "-1"), 1, "credits: must be 0 to"
+    ),
+    "refill without credits": BadInput(
+        ("keys", "create", "--name", "x", "--refill", "5/day"), 1, "refill: the key has no credits"
+    ),
+    "bad owner limit": BadInput(("owners", "set-limit", "acme", "5/week"), 1, "'5/week'"),
     "bad --expires-in": BadInput(
         ("keys", "create", "--name", "x", "--expires-in", "forever"), 1, "duration 'forever'"
     ),
@@ -128,7 +143,7 @@ async def test_list_hides_revoked_keys_unless_all(database: Database, settings: 
     assert [k["id"] for k in json.loads(listed.stdout)["keys"]] == [str(active.record.id)]
     everything = json.loads(listed_all.stdout)["keys"]
     assert {k["id"] for k in everything} == {str(active.record.id), str(revoked.record.id)}
-    assert all(set(k) >= {"id", "name", "owner", "rate_limit", "revoked_at"} for k in everything)
+    assert all(set(k) >= {"id", "name", "owner", "rate_limits", "revoked_at"} for k in everything)
     assert all("key" not in k and "key_hash" not in k for k in everything)
     assert str(active.record.id) in table.stdout
     assert str(revoked.record.id) not in table.stdout

@@ -168,6 +168,7 @@ async def test_verify_with_required_scopes(
         "scopes": ["read"],
         "metadata": {},
         "ratelimit": {"limit": 5, "remaining": 3, "reset": refused.json()["ratelimit"]["reset"]},
+        "credits_remaining": None,
     }
     assert _remaining(refused) == 3
     bad = await client.post(

@@ -30,7 +30,7 @@ async def _create(
     owner: str,
     *,
     scopes: list[str] | None = None,
-    rate_limit: str | None = None,
+    rate_limits: list[str] | None = None,
     expires_in: timedelta | None = None,
 ) -> service.IssuedKey:
     return await service.create_key(
@@ -40,7 +40,7 @@ async def _create(
         name="svc",
         owner=owner,
         scopes=scopes,
-        rate_limit=rate_limit,
+        rate_limits=rate_limits,
         expires_in=expires_in,
     )
 
@@ -63,7 +63,7 @@ async def test_create_stores_hash_and_metadata(
             name="  billing job  ",
             owner="team-a",
             scopes=["write", "admin", "write"],
-            rate_limit=" 100 / minutes ",
+            rate_limits=[" 100 / minutes "],
             expires_in=timedelta(days=30),
         )
     record = issued.record
@@ -71,7 +71,7 @@ async def test_create_stores_hash_and_metadata(
     assert record.name == "billing job"
     assert record.owner == "team-a"
     assert record.scopes == ("admin", "write")
-    assert record.rate_limit == "100/minute"
+    assert record.rate_limits == ("100/minute",)
     assert record.display_prefix == issued.plaintext[:11]
     assert record.revoked_at is None
     assert record.replaced_by_id is None
@@ -86,7 +86,7 @@ async def test_create_stores_hash_and_metadata(
 async def test_create_rejects_bad_input(session: AsyncSession, key_format: KeyFormat) -> None:
     owner = unique_owner()
     with pytest.raises(InvalidInput, match="invalid rate limit '100/week'"):
-        await _create(session, key_format, owner, rate_limit="100/week")
+        await _create(session, key_format, owner, rate_limits=["100/week"])
     with pytest.raises(InvalidInput, match="invalid scope 'Admin'"):
         await _create(session, key_format, owner, scopes=["Admin"])
     with pytest.raises(InvalidInput, match="name must be 1 to 200 characters"):
@@ -182,7 +182,7 @@ async def test_rotate_with_grace_keeps_old_key_until_grace_ends(
     session: AsyncSession, key_format: KeyFormat
 ) -> None:
     original = await _create(
-        session, key_format, unique_owner(), scopes=["read"], rate_limit="5/second"
+        session, key_format, unique_owner(), scopes=["read"], rate_limits=["5/second"]
     )
     with call_window() as window:
         successor, old = await _rotate(session, key_format, original.record.id, timedelta(hours=24))
@@ -190,11 +190,11 @@ async def test_rotate_with_grace_keeps_old_key_until_grace_ends(
     assert successor.plaintext != original.plaintext
     assert key_format.is_well_formed(successor.plaintext)
     new = successor.record
-    assert (new.name, new.owner, new.scopes, new.rate_limit) == (
+    assert (new.name, new.owner, new.scopes, new.rate_limits) == (
         "svc",
         original.record.owner,
         ("read",),
-        "5/second",
+        ("5/second",),
     )
     assert old.replaced_by_id == new.id
     revoked_at = window.assert_stamped(old.revoked_at, plus=timedelta(hours=24))
@@ -233,9 +233,9 @@ async def test_update_changes_only_given_fields(
 ) -> None:
     original = await _create(session, key_format, unique_owner(), scopes=["read"])
     updated = await service.update_key(
-        actor=TEST_ACTOR, session=session, key_id=original.record.id, rate_limit="10/hours"
+        actor=TEST_ACTOR, session=session, key_id=original.record.id, rate_limits=["10/hours"]
     )
-    assert updated.rate_limit == "10/hour"
+    assert updated.rate_limits == ("10/hour",)
     assert (updated.name, updated.owner, updated.scopes) == (
         original.record.name,
         original.record.owner,
@@ -249,11 +249,11 @@ async def test_update_changes_only_given_fields(
         scopes=["b", "a"],
         owner="x",
     )
-    assert (renamed.name, renamed.owner, renamed.scopes, renamed.rate_limit) == (
+    assert (renamed.name, renamed.owner, renamed.scopes, renamed.rate_limits) == (
         "renamed",
         "x",
         ("a", "b"),
-        "10/hour",
+        ("10/hour",),
     )
     assert await _stored(session, original.record.id) == renamed
 
@@ -261,10 +261,10 @@ async def test_update_changes_only_given_fields(
 async def test_update_rejects_bad_values_and_changes_nothing(
     session: AsyncSession, key_format: KeyFormat
 ) -> None:
-    original = await _create(session, key_format, unique_owner(), rate_limit="1/second")
+    original = await _create(session, key_format, unique_owner(), rate_limits=["1/second"])
     with pytest.raises(InvalidInput, match="invalid rate limit 'lots'"):
         await service.update_key(
-            actor=TEST_ACTOR, session=session, key_id=original.record.id, rate_limit="lots"
+            actor=TEST_ACTOR, session=session, key_id=original.record.id, rate_limits=["lots"]
         )
     await session.rollback()
     with pytest.raises(InvalidInput, match="invalid scope"):

@@ -100,10 +100,10 @@ async def test_cli_created_key_validates_on_the_async_endpoints(
     assert created.returncode == 0, created.stderr
     issued = json.loads(created.stdout)
     assert issued["key"].startswith("gk_")
-    assert (issued["owner"], issued["scopes"], issued["rate_limit"]) == (
+    assert (issued["owner"], issued["scopes"], issued["rate_limits"]) == (
         owner,
         ["read", "write"],
-        "50/minute",
+        ["50/minute"],
     )
 
     whoami = await client.get("/v1/whoami", headers=key_header(issued["key"]))
@@ -114,7 +114,8 @@ async def test_cli_created_key_validates_on_the_async_endpoints(
         "display_prefix": issued["key"][:11],
         "owner": owner,
         "scopes": ["read", "write"],
-        "rate_limit": "50/minute",
+        "rate_limits": ["50/minute"],
+        "owner_rate_limits": [],
         "expires_at": None,
         "metadata": {},
     }
@@ -242,6 +243,7 @@ async def test_malformed_key_is_rejected_without_sql(
         "scopes": [],
         "metadata": None,
         "ratelimit": None,
+        "credits_remaining": None,
     }
     assert statements == []
 
@@ -291,6 +293,7 @@ async def test_verify_reports_each_outcome_with_200(
         "scopes": ["read"],
         "metadata": {},
         "ratelimit": {"limit": 2, "remaining": 1, "reset": 30},
+        "credits_remaining": None,
     }
     assert (second["valid"], second["code"], second["ratelimit"]["remaining"]) == (True, "VALID", 0)
     assert (third["valid"], third["code"], third["key_id"]) == (False, "RATE_LIMITED", key_id)
@@ -346,7 +349,7 @@ async def test_admin_crud(client: httpx.AsyncClient, admin_key: str) -> None:
                 "name": "svc",
                 "owner": owner,
                 "scopes": ["read"],
-                "rate_limit": "10/second",
+                "rate_limits": ["10/second"],
                 "expires_in": "30d",
             },
             headers=admin,
@@ -354,11 +357,11 @@ async def test_admin_crud(client: httpx.AsyncClient, admin_key: str) -> None:
     assert created.status_code == 201, created.text
     body = created.json()
     key_id, key = body["id"], body["key"]
-    assert (body["name"], body["owner"], body["scopes"], body["rate_limit"]) == (
+    assert (body["name"], body["owner"], body["scopes"], body["rate_limits"]) == (
         "svc",
         owner,
         ["read"],
-        "10/second",
+        ["10/second"],
     )
     creating.assert_stamped(body["expires_at"], plus=timedelta(days=30))
     assert (await client.get("/v1/whoami", headers=key_header(key))).status_code == 200
@@ -376,10 +379,10 @@ async def test_admin_crud(client: httpx.AsyncClient, admin_key: str) -> None:
     patched = await client.patch(
         f"/v1/admin/keys/{key_id}", json={"rate_limit": "5/minutes"}, headers=admin
     )
-    assert (patched.status_code, patched.json()["rate_limit"]) == (200, "5/minute")
-    assert (await client.get(f"/v1/admin/keys/{key_id}", headers=admin)).json()[
-        "rate_limit"
-    ] == "5/minute"
+    assert (patched.status_code, patched.json()["rate_limits"]) == (200, ["5/minute"])
+    assert (await client.get(f"/v1/admin/keys/{key_id}", headers=admin)).json()["rate_limits"] == [
+        "5/minute"
+    ]
 
     with call_window() as rotating:
         rotated = await client.post(
@@ -387,7 +390,7 @@ async def test_admin_crud(client: httpx.AsyncClient, admin_key: str) -> None:
         )
     assert rotated.status_code == 201, rotated.text
     successor = rotated.json()
-    assert (successor["owner"], successor["rate_limit"]) == (owner, "5/minute")
+    assert (successor["owner"], successor["rate_limits"]) == (owner, ["5/minute"])
     # The original stays valid for the grace, and exactly that long.
     original = (await client.get(f"/v1/admin/keys/{key_id}", headers=admin)).json()
     assert original["replaced_by_id"] == successor["id"]
@@ -481,6 +484,11 @@ async def test_admin_unknown_and_bad_ids(
         ("POST", "", {"name": "x", "unexpected": True}),
         ("PATCH", "/{id}", {"rate_limit": "lots"}),
         ("PATCH", "/{id}", {"rate_limit": "1.5/second"}),
+        ("PATCH", "/{id}", {"rate_limits": ["1/second", "lots"]}),
+        ("PATCH", "/{id}", {"rate_limits": ["1/second", "2/second"]}),
+        ("PATCH", "/{id}", {"rate_limits": [f"{n}/day" for n in range(1, 10)]}),
+        ("PATCH", "/{id}", {"rate_limits": ["1/second"], "rate_limit": "1/second"}),
+        ("POST", "", {"name": "x", "rate_limits": ["1/minute", "2/minute shadow", "3/minutes"]}),
         ("PATCH", "/{id}", {"key_hash": "0" * 64}),
         ("POST", "/{id}/rotate", {"grace": "a while"}),
     ],
@@ -499,7 +507,7 @@ async def test_admin_bad_input_is_422(
     response = await client.request(method, url, json=body, headers=key_header(admin_key))
     assert_problem(response, 422, "VALIDATION_ERROR")
     shown = await client.get(f"/v1/admin/keys/{target.record.id}", headers=key_header(admin_key))
-    assert (shown.json()["rate_limit"], shown.json()["revoked_at"]) == ("3/second", None)
+    assert (shown.json()["rate_limits"], shown.json()["revoked_at"]) == (["3/second"], None)
 
 
 async def test_cli_revoke_is_seen_within_a_second(

@@ -110,6 +110,49 @@ def _ok(result: CliResult) -> str:
     return result.stdout
 
 
+async def _sql(settings: Settings, statement: str) -> list[tuple[object, ...]]:
+    engine = create_async_engine(settings.database_url, poolclass=pool.NullPool)
+    try:
+        async with engine.begin() as connection:
+            result = await connection.execute(text(statement))
+            return [tuple(row) for row in result] if result.returns_rows else []
+    finally:
+        await engine.dispose()
+
+
+_KEY = "SELECT rate_limit FROM api_keys WHERE name = 'old'"
+_KEYS = "SELECT rate_limits, owner_rate_limits, version FROM api_keys WHERE name = 'old'"
+
+
+async def _limit_revisions_keep_the_data(scratch: Settings) -> None:
+    """0005 carries a key's one limit into `rate_limits` and back (the first enforced one);
+    0006's triggers keep each key's copy of its owner's limits, moving its version."""
+    _ok(await run_cli(scratch, "db", "downgrade", "0004_audit_log"))
+    await _sql(
+        scratch,
+        "INSERT INTO api_keys (id, key_hash, display_prefix, name, owner, rate_limit) VALUES "
+        "(gen_random_uuid(), repeat('0', 64), 'gk_old', 'old', 'acme', '5/minute')",
+    )
+    _ok(await run_cli(scratch, "db", "upgrade", "0006_owner_limits"))
+    assert await _sql(scratch, _KEYS) == [(["5/minute"], [], 1)]
+    await _sql(scratch, "INSERT INTO owner_limits (owner, rate_limits) VALUES ('acme', '{9/hour}')")
+    assert await _sql(scratch, _KEYS) == [(["5/minute"], ["9/hour"], 2)]
+    await _sql(scratch, "UPDATE api_keys SET owner = 'other' WHERE name = 'old'")
+    assert await _sql(scratch, _KEYS) == [(["5/minute"], [], 3)]
+    await _sql(scratch, "UPDATE api_keys SET owner = 'acme' WHERE name = 'old'")
+    await _sql(scratch, "DELETE FROM owner_limits WHERE owner = 'acme'")
+    assert await _sql(scratch, _KEYS) == [(["5/minute"], [], 5)]
+    await _sql(
+        scratch, "UPDATE api_keys SET rate_limits = '{1/second shadow,7/day}' WHERE name = 'old'"
+    )
+    _ok(await run_cli(scratch, "db", "downgrade", "0004_audit_log"))
+    assert await _sql(scratch, _KEY) == [("7/day",)]
+    assert "owner_limits" not in await _tables(scratch)
+    await _sql(scratch, "DELETE FROM api_keys")
+    _ok(await run_cli(scratch, "db", "upgrade"))
+    assert "schema at head, no drift" in _ok(await run_cli(scratch, "db", "check"))
+
+
 async def test_upgrade_downgrade_upgrade_with_check(scratch: Settings) -> None:
     head = migrations.head_revision(scratch)
     assert head is not None
@@ -127,7 +170,7 @@ async def test_upgrade_downgrade_upgrade_with_check(scratch: Settings) -> None:
     # their defaults on a key that existed before.
     for column in ("metadata", "enabled"):
         assert await _columns(scratch, "api_keys", column) == [column]
-    _ok(await run_cli(scratch, "db", "downgrade", "0004_audit_log"))
+    _ok(await run_cli(scratch, "db", "downgrade", "0007_key_credits"))
     for column in ("metadata", "enabled"):
         assert await _columns(scratch, "api_keys", column) == []
     await _execute(
@@ -167,6 +210,7 @@ async def test_upgrade_downgrade_upgrade_with_check(scratch: Settings) -> None:
         "pk_api_key_usage",
     }
     assert "schema at head, no drift" in _ok(await run_cli(scratch, "db", "check"))
+    await _limit_revisions_keep_the_data(scratch)
 
     # The audit log's revision on its own: down removes exactly what it added, up restores it.
     assert await _columns(scratch, "api_keys", "created_by") == ["created_by"]

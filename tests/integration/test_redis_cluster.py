@@ -3,12 +3,14 @@ exact, usage stored once, a revoke refused within a second, and a master killed 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 
 import pytest
 
 from service.db import Database
-from tests.factories import create_key, key_header
+from service.owners.service import set_owner_limits
+from tests.factories import TEST_ACTOR, create_key, key_header, unique_owner
 from tests.integration.failover import (
     assert_answered_throughout,
     assert_exact_again,
@@ -67,3 +69,31 @@ async def test_a_master_killed_under_load_is_covered_by_the_fallback_until_its_r
     assert_answered_throughout(run)
     await assert_usage_never_doubled(server, database, run)
     await assert_exact_again(server, database)
+
+
+async def test_owner_limits_and_credits_share_one_slot_per_owner(
+    server: ServeProcess, database: Database
+) -> None:
+    """An owned key's counters, usage and credits live under its owner's hash tag, beside the
+    owner-wide counter: one script call each request, exact on a Cluster."""
+    owner = unique_owner()
+    async with database.get_session() as session:
+        await set_owner_limits(
+            session=session, owner=owner, rate_limits=["50/hour"], actor=TEST_ACTOR
+        )
+    spender = await create_key(
+        database, server.settings, owner=owner, rate_limit="1000/hour", credits=30
+    )
+    other = await create_key(database, server.settings, owner=owner, rate_limit="1000/hour")
+    statuses = [await _burst(server, issued.plaintext) for issued in (spender, other)]
+    # 30 credits bind the first key; the owner's 50 leave 20 for the second.
+    assert statuses == [{200: 30, 429: 170}, {200: 20, 429: 180}]
+    await wait_for_usage(server, database, spender.record.id, 30)
+
+
+async def _burst(server: ServeProcess, key: str) -> Counter[int | None]:
+    async with Clients(server.url) as clients:
+        outcomes = await fire(
+            lambda i: clients[i].get("/v1/whoami", headers=key_header(key)), 200, concurrency=50
+        )
+    return Counter(o.status for o in outcomes)

@@ -49,7 +49,16 @@ HOUR = 3600
 DECISIONS = "gatekey_ratelimit_decisions_total"
 DURATIONS = "gatekey_http_request_duration_seconds"
 GENEROUS = "10000/second"
-WHOAMI_FIELDS = {"id", "name", "display_prefix", "owner", "scopes", "rate_limit", "expires_at"}
+WHOAMI_FIELDS = {
+    "id",
+    "name",
+    "display_prefix",
+    "owner",
+    "scopes",
+    "rate_limits",
+    "owner_rate_limits",
+    "expires_at",
+}
 USAGE_FIELDS = {"key_id", "total", "minutes"}
 OK = {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
 PROBES = 4

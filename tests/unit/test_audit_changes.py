@@ -16,7 +16,8 @@ RECORD = KeyRecord(
     display_prefix="gk_abcdefgh",
     owner=None,
     scopes=("read",),
-    rate_limit=None,
+    rate_limits=(),
+    owner_rate_limits=(),
     created_at=NOW,
     expires_at=None,
     revoked_at=None,
@@ -25,6 +26,10 @@ RECORD = KeyRecord(
     created_by="cli:alice",
     metadata={},
     enabled=True,
+    credits_remaining=None,
+    refill=None,
+    credits_refilled_at=None,
+    credits_epoch=0,
 )
 
 

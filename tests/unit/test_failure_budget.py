@@ -6,8 +6,10 @@ from __future__ import annotations
 import pytest
 
 from service.errors import TooManyFailures
+from service.ratelimit.credits import Credits
 from service.ratelimit.decision import RateLimitDecision
 from service.ratelimit.failures import FailureBudget
+from service.ratelimit.limits import LimitSet
 from service.ratelimit.memory import MemoryRateLimiter
 from service.ratelimit.policy import RateLimitPolicy, parse_rate_limit
 from service.results import KeyCheckResult
@@ -28,9 +30,17 @@ class CountingLimiter:
         self.memory = MemoryRateLimiter(clock=clock)
         self.hits: list[str] = []
 
-    async def hit(self, key_id: str, policy: RateLimitPolicy) -> RateLimitDecision:
+    async def hit(
+        self,
+        key_id: str,
+        limits: LimitSet | RateLimitPolicy,
+        *,
+        cost: int = 1,
+        owner: str | None = None,
+        credits: Credits | None = None,
+    ) -> RateLimitDecision:
         self.hits.append(key_id)
-        return self.memory.decide(key_id, policy, is_fallback=False)
+        return self.memory.decide(key_id, limits, is_fallback=False, cost=cost, owner=owner)
 
     async def health(self) -> str:
         return "ok"

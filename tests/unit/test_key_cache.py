@@ -27,7 +27,8 @@ def _record(n: int = 1) -> KeyRecord:
         display_prefix="gk_abcdefgh",
         owner="team",
         scopes=("read",),
-        rate_limit=None,
+        rate_limits=(),
+        owner_rate_limits=(),
         created_at=datetime(2026, 1, 1, tzinfo=UTC),
         expires_at=None,
         revoked_at=None,
@@ -36,6 +37,10 @@ def _record(n: int = 1) -> KeyRecord:
         created_by=None,
         metadata={},
         enabled=True,
+        credits_remaining=None,
+        refill=None,
+        credits_refilled_at=None,
+        credits_epoch=0,
     )
 
 

@@ -29,7 +29,8 @@ def _record(
         display_prefix="gk_abcdefgh",
         owner="team",
         scopes=("admin",),
-        rate_limit="10/second",
+        rate_limits=("10/second",),
+        owner_rate_limits=(),
         created_at=NOW - timedelta(days=1),
         expires_at=expires_at,
         revoked_at=revoked_at,
@@ -38,6 +39,10 @@ def _record(
         created_by=None,
         metadata={"plan": "pro"},
         enabled=enabled,
+        credits_remaining=None,
+        refill=None,
+        credits_refilled_at=None,
+        credits_epoch=0,
     )
 
 
@@ -120,7 +125,8 @@ def test_of_copies_every_field_and_freezes_scopes() -> None:
         name="ci",
         owner="team",
         scopes=["admin", "read"],
-        rate_limit="100/minute",
+        rate_limits=("100/minute",),
+        owner_rate_limits=(),
         created_at=NOW,
         expires_at=NOW + timedelta(days=1),
         revoked_at=None,
@@ -129,6 +135,10 @@ def test_of_copies_every_field_and_freezes_scopes() -> None:
         created_by="cli:alice",
         key_metadata={"plan": "pro"},
         enabled=False,
+        credits_remaining=None,
+        refill=None,
+        credits_refilled_at=None,
+        credits_epoch=0,
     )
     record = KeyRecord.of(model)
     assert record == KeyRecord(
@@ -137,7 +147,8 @@ def test_of_copies_every_field_and_freezes_scopes() -> None:
         display_prefix="gk_abcdefgh",
         owner="team",
         scopes=("admin", "read"),
-        rate_limit="100/minute",
+        rate_limits=("100/minute",),
+        owner_rate_limits=(),
         created_at=NOW,
         expires_at=NOW + timedelta(days=1),
         revoked_at=None,
@@ -146,6 +157,10 @@ def test_of_copies_every_field_and_freezes_scopes() -> None:
         created_by="cli:alice",
         metadata={"plan": "pro"},
         enabled=False,
+        credits_remaining=None,
+        refill=None,
+        credits_refilled_at=None,
+        credits_epoch=0,
     )
     assert KeyRecord.of(KeyOut.of(record)) == record  # re-read by field name, as the API does
     assert not hasattr(record, "key_hash")

@@ -18,7 +18,8 @@ RECORD = KeyRecord(
     display_prefix="gk_abcdefgh",
     owner=None,
     scopes=("admin", "read"),
-    rate_limit=None,
+    rate_limits=(),
+    owner_rate_limits=(),
     created_at=NOW,
     expires_at=NOW + timedelta(days=30),
     revoked_at=None,
@@ -27,13 +28,18 @@ RECORD = KeyRecord(
     created_by="cli:alice",
     metadata={"plan": "pro", "seats": [1, 2.5, None]},
     enabled=True,
+    credits_remaining=None,
+    refill=None,
+    credits_refilled_at=None,
+    credits_epoch=0,
 )
 KEY_BODY = (
     '{"id":"00000000-0000-0000-0000-000000000001","name":"ci","display_prefix":"gk_abcdefgh",'
-    '"owner":null,"scopes":["admin","read"],"rate_limit":null,'
+    '"owner":null,"scopes":["admin","read"],"rate_limits":[],"owner_rate_limits":[],'
     '"created_at":"2025-03-01T12:00:00Z","expires_at":"2025-03-31T12:00:00Z",'
     '"revoked_at":null,"last_used_at":null,"replaced_by_id":"00000000-0000-0000-0000-000000000002",'
-    '"created_by":"cli:alice","metadata":{"plan":"pro","seats":[1,2.5,null]},"enabled":true'
+    '"created_by":"cli:alice","metadata":{"plan":"pro","seats":[1,2.5,null]},"enabled":true,'
+    '"credits_remaining":null,"refill":null,"credits_refilled_at":null,"credits_epoch":0'
 )
 
 
@@ -51,8 +57,9 @@ def test_key_json_is_the_api_body_as_values() -> None:
 
 
 def test_whoami_shows_its_part_of_the_record_with_the_limit_in_force() -> None:
-    assert WhoAmI.of(RECORD, "1000/minute").model_dump_json() == (
+    assert WhoAmI.of(RECORD, ("10/second", "1000/minute")).model_dump_json() == (
         '{"id":"00000000-0000-0000-0000-000000000001","name":"ci","display_prefix":"gk_abcdefgh",'
-        '"owner":null,"scopes":["admin","read"],"rate_limit":"1000/minute",'
-        '"expires_at":"2025-03-31T12:00:00Z","metadata":{"plan":"pro","seats":[1,2.5,null]}}'
+        '"owner":null,"scopes":["admin","read"],"rate_limits":["10/second","1000/minute"],'
+        '"owner_rate_limits":[],"expires_at":"2025-03-31T12:00:00Z",'
+        '"metadata":{"plan":"pro","seats":[1,2.5,null]}}'
     )

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from service.errors import InvalidInput
-from service.ratelimit.policy import RateLimitPolicy, parse_rate_limit
+from service.ratelimit.credits import Credits, check_credits, credits_of, parse_refill
+from service.ratelimit.limits import limit_set
+from service.ratelimit.policy import (
+    RateLimitPolicy,
+    canonical_rate_limits,
+    parse_rate_limit,
+    parse_rate_limits,
+)
 
 
 @pytest.mark.parametrize(
@@ -75,3 +82,56 @@ def test_policy_is_immutable_and_hashable() -> None:
     with pytest.raises(AttributeError):
         policy.limit = 5  # type: ignore[misc]
     assert {policy, RateLimitPolicy(100, 60)} == {policy}
+
+
+def test_a_shadow_limit_parses_and_prints_back() -> None:
+    assert parse_rate_limit(" 1000 / days  shadow ") == RateLimitPolicy(1000, 86400, shadow=True)
+    assert str(RateLimitPolicy(1000, 86400, shadow=True)) == "1000/day shadow"
+
+
+@pytest.mark.parametrize(
+    ("texts", "message"),
+    [
+        (["1/second", "2/second"], "rate_limits: more than one enforced limit per second"),
+        (["1/day shadow", "2/day shadow"], "rate_limits: more than one shadow limit per day"),
+        ([f"{n}/minute" for n in range(1, 10)], "rate_limits: at most 8 limits, got 9"),
+        (["1/second", "shadow"], "rate_limits: invalid rate limit 'shadow'"),
+        (["1/second shadowy"], "rate_limits: invalid rate limit '1/second shadowy'"),
+    ],
+)
+def test_bad_limit_sets_name_the_field(texts: list[str], message: str) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        parse_rate_limits(texts)
+    assert raised.value.message.startswith(message)
+
+
+def test_an_enforced_and_a_shadow_limit_may_share_a_window() -> None:
+    texts = ["100/minute", " 50/minute shadow", "10000/day"]
+    assert canonical_rate_limits(texts) == ["100/minute", "50/minute shadow", "10000/day"]
+
+
+def test_the_default_applies_when_a_key_enforces_none_of_its_own() -> None:
+    default = RateLimitPolicy(1000, 60)
+    shadow_only = limit_set((RateLimitPolicy(5, 60, shadow=True),), default=default)
+    assert [str(limit.policy) for limit in shadow_only.limits] == ["1000/minute", "5/minute shadow"]
+    assert shadow_only.policy_header == '"default";q=1000;w=60'
+    own = limit_set((RateLimitPolicy(10, 1), RateLimitPolicy(10000, 86400)), default=default)
+    assert own.policy_header == '"key-second";q=10;w=1, "key-day";q=10000;w=86400'
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("1000/day shadow", "refill: a refill cannot be shadow"), ("5/week", "refill: invalid")],
+)
+def test_bad_refills_name_the_field(text: str, message: str) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        parse_refill(text)
+    assert raised.value.message.startswith(message)
+
+
+def test_credits_are_bounded() -> None:
+    assert check_credits(0) == 0
+    with pytest.raises(InvalidInput, match="credits: must be 0 to"):
+        check_credits(-1)
+    assert credits_of(5, "10/second", 3) == Credits(3, 5, 10, 1)
+    assert credits_of(None, None, 0) is None

@@ -11,6 +11,7 @@ from service.ratelimit.deferred_usage import DeferredUsage
 from service.ratelimit.events import LimiterEvents
 from service.ratelimit.fallback import make_fallback
 from service.ratelimit.limiter import create_limiter
+from service.ratelimit.limits import single
 from service.ratelimit.memory import MemoryRateLimiter
 from service.ratelimit.policy import RateLimitPolicy
 from service.ratelimit.redis_limiter import RedisRateLimiter
@@ -67,7 +68,7 @@ def test_local_fallback_enforces_the_workers_share() -> None:
     fallback = make_fallback(
         RedisErrorPolicy.LOCAL, worker_count=4, breaker=CircuitBreaker(cooldown_s=1)
     )
-    decisions = [fallback("k", POLICY) for _ in range(60)]
+    decisions = [fallback("k", single(POLICY), 1, None) for _ in range(60)]
     assert sum(d.allowed for d in decisions) == 25
     assert all(d.is_fallback and d.limit == 25 for d in decisions)
 
@@ -77,8 +78,12 @@ def test_allow_and_deny_fallbacks() -> None:
     breaker = CircuitBreaker(cooldown_s=0.5, clock=clock)
     breaker.record_failure()
     clock.now += 0.25
-    allow = make_fallback(RedisErrorPolicy.ALLOW, worker_count=2, breaker=breaker)("k", POLICY)
-    deny = make_fallback(RedisErrorPolicy.DENY, worker_count=2, breaker=breaker)("k", POLICY)
+    allow = make_fallback(RedisErrorPolicy.ALLOW, worker_count=2, breaker=breaker)(
+        "k", single(POLICY), 1, None
+    )
+    deny = make_fallback(RedisErrorPolicy.DENY, worker_count=2, breaker=breaker)(
+        "k", single(POLICY), 1, None
+    )
     assert (allow.allowed, allow.remaining, allow.is_fallback) == (True, 100, True)
     assert (deny.allowed, deny.remaining, deny.is_fallback) == (False, 0, True)
     assert deny.retry_after_s == deny.reset_s == 0.25
@@ -136,10 +141,10 @@ def test_local_fallback_continues_from_what_redis_last_said() -> None:
     local = MemoryRateLimiter(divisor=2, clock=clock)
     # Redis said the key is full again in 45 s: 75 of its 100/minute used, so this worker's
     # share of 50 has 12 left (12.5 rounded down), not a fresh 50.
-    local.observe("k", 45_000_000)
+    local.observe(single(POLICY).limits[0].subject("k", None), 45_000_000)
     admitted = sum(local.decide("k", POLICY, is_fallback=True).allowed for _ in range(100))
     assert admitted == 12
-    local.observe("fresh", 0)
+    local.observe(single(POLICY).limits[0].subject("fresh", None), 0)
     assert sum(local.decide("fresh", POLICY, is_fallback=True).allowed for _ in range(100)) == 50
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.config import Settings, SettingsError, load_settings
-from service.errors import DatabaseUnavailable, GatekeyError
+from service.errors import DatabaseUnavailable, GatekeyError, InvalidInput
 from service.logging import configure_logging
 from service.resources import AdminResources, open_admin
 
@@ -55,9 +55,12 @@ def settings_of(ctx: typer.Context) -> Settings:
 
 @contextmanager
 def clean_errors() -> Iterator[None]:
-    """Domain errors and unreachable services become one line on stderr, never a traceback."""
+    """Domain errors and unreachable services become one line on stderr, never a traceback: bad
+    input exits 2 like a usage error, a refused operation 1."""
     try:
         yield
+    except InvalidInput as exc:
+        fail(f"{exc.message} ({exc.code})", EXIT_USAGE)
     except GatekeyError as exc:
         fail(f"{exc.message} ({exc.code})")
     except (OSError, sa_exc.DBAPIError) as exc:

@@ -107,7 +107,7 @@ def _key_id(text: str) -> uuid.UUID:
     try:
         return uuid.UUID(text)
     except ValueError:
-        fail(f"invalid key id {text!r}: expected a UUID such as 0b7c5e2a-...")
+        fail(f"invalid key id {text!r}: expected a UUID such as 0b7c5e2a-...", EXIT_USAGE)
 
 
 def _as_dict(record: KeyRecord) -> dict[str, object]:

@@ -230,7 +230,7 @@ async def test_each_cli_action_writes_one_exact_entry(settings: Settings) -> Non
     assert created["created_by"] == CLI_ACTOR
     _ok(await run_cli(settings, "keys", "set-limit", key_id, "9/minute"))
     failed = await run_cli(settings, "keys", "set-limit", key_id, "lots")
-    assert failed.returncode == 1
+    assert failed.returncode == 2
     rotated = json.loads(_ok(await run_cli(settings, "keys", "rotate", key_id, "--json")))
     _ok(await run_cli(settings, "keys", "revoke", rotated["id"]))
 

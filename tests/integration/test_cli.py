@@ -31,28 +31,28 @@ class BadInput:
 UNREACHABLE = "postgresql+asyncpg://postgres@127.0.0.1:1/gatekey"
 BAD_INPUT = {
     "unknown id": BadInput(("keys", "show", UNKNOWN_ID), 1, f"no key with id {UNKNOWN_ID}"),
-    "malformed id": BadInput(("keys", "revoke", "not-a-uuid"), 1, "invalid key id 'not-a-uuid'"),
+    "malformed id": BadInput(("keys", "revoke", "not-a-uuid"), 2, "invalid key id 'not-a-uuid'"),
     "bad limit (create)": BadInput(
-        ("keys", "create", "--name", "x", "--rate-limit", "100/week"), 1, "'100/week'"
+        ("keys", "create", "--name", "x", "--rate-limit", "100/week"), 2, "'100/week'"
     ),
-    "bad limit (set-limit)": BadInput(("keys", "set-limit", EXISTING, "lots"), 1, "'lots'"),
+    "bad limit (set-limit)": BadInput(("keys", "set-limit", EXISTING, "lots"), 2, "'lots'"),
     "two limits of one window": BadInput(
         ("keys", "set-limit", EXISTING, "1/second", "2/second"),
-        1,
+        2,
         "rate_limits: more than one enforced limit per second",
     ),
     "set-limit without limits": BadInput(
         ("keys", "set-limit", EXISTING), 2, "give the limits, or --clear to remove them"
     ),
     "negative credits": BadInput(
-        ("keys", "create", "--name", "x", "--credits", "-1"), 1, "credits: must be 0 to"
+        ("keys", "create", "--name", "x", "--credits", "-1"), 2, "credits: must be 0 to"
     ),
     "refill without credits": BadInput(
-        ("keys", "create", "--name", "x", "--refill", "5/day"), 1, "refill: the key has no credits"
+        ("keys", "create", "--name", "x", "--refill", "5/day"), 2, "refill: the key has no credits"
     ),
-    "bad owner limit": BadInput(("owners", "set-limit", "acme", "5/week"), 1, "'5/week'"),
+    "bad owner limit": BadInput(("owners", "set-limit", "acme", "5/week"), 2, "'5/week'"),
     "bad --expires-in": BadInput(
-        ("keys", "create", "--name", "x", "--expires-in", "forever"), 1, "duration 'forever'"
+        ("keys", "create", "--name", "x", "--expires-in", "forever"), 2, "duration 'forever'"
     ),
     "unreachable DATABASE_URL": BadInput(
         ("keys", "list"), 1, "database unavailable", {"DATABASE_URL": UNREACHABLE}
@@ -114,8 +114,8 @@ async def bad_input_results(database: Database, settings: Settings) -> dict[str,
 def test_bad_input_is_one_line_and_an_exit_code(
     bad_input_results: dict[str, CliResult], case: str
 ) -> None:
-    """Settings and usage errors exit 2 (naming the variable, or the command's help); service
-    and input errors exit 1."""
+    """Settings, usage and input errors exit 2 (naming the variable, the value or the command's
+    help); a refused operation (an unknown key, an unreachable database) exits 1."""
     expected = BAD_INPUT[case]
     result = bad_input_results[case]
     assert "Traceback" not in result.stdout + result.stderr, result.stderr[-2000:]

@@ -228,7 +228,7 @@ async def test_unprintable_identities_are_refused_on_create_and_update(
 
 async def test_the_cli_refuses_an_unprintable_owner_in_one_line(server: ServeProcess) -> None:
     result = await run_cli(server.settings, "keys", "create", "--name", "n", "--owner", "a\nb")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr_lines == [
         "error: owner must be printable text: U+000A (Cc) is not allowed (VALIDATION_ERROR)"
     ]
@@ -249,7 +249,7 @@ async def test_markup_in_a_key_name_is_printed_as_it_is(
     assert "[red]x[/red] [link=http://e]" in result.stdout
     assert owner in result.stdout
     bad_id = await run_cli(server.settings, "keys", "show", "[/red]")
-    assert bad_id.returncode == 1
+    assert bad_id.returncode == 2
     assert bad_id.stderr_lines[0].startswith("error: invalid key id '[/red]'")
 
 

@@ -87,7 +87,8 @@ async def test_metadata_round_trips_through_every_body(
         "display_prefix": created["display_prefix"],
         "owner": owner,
         "scopes": [],
-        "rate_limit": str(parse_rate_limit(settings.rate_limit_default)),
+        "rate_limits": [str(parse_rate_limit(settings.rate_limit_default))],
+        "owner_rate_limits": [],
         "expires_at": None,
         "metadata": metadata,
     }
@@ -101,6 +102,7 @@ async def test_metadata_round_trips_through_every_body(
         "owner": owner,
         "scopes": [],
         "metadata": metadata,
+        "credits_remaining": None,
     }
     # A change is answered at once: whoami's body is cached by record, and the record changed.
     patched = await client.patch(
@@ -177,6 +179,7 @@ async def test_a_disabled_key_is_refused_on_every_check_route_and_admitted_when_
             "scopes": [],
             "metadata": None,
             "ratelimit": None,
+            "credits_remaining": None,
         },
     )
     # Disabling is not revoking: the key is still listed as it was, and its successor can't be

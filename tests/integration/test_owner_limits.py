@@ -115,7 +115,7 @@ async def test_cli_sets_shows_and_lists_owner_limits(settings: Settings) -> None
     listed = await run_cli(settings, "owners", "list", "--json")
     assert expected in json.loads(listed.stdout)
     bad = await run_cli(settings, "owners", "set-limit", owner, "100/week")
-    assert (bad.returncode, len(bad.stderr_lines)) == (1, 1)
+    assert (bad.returncode, len(bad.stderr_lines)) == (2, 1)
     assert "'100/week'" in bad.stderr
     neither = await run_cli(settings, "owners", "set-limit", owner)
     assert (neither.returncode, neither.stderr_lines) == (

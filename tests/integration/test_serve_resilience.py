@@ -58,6 +58,7 @@ WHOAMI_FIELDS = {
     "rate_limits",
     "owner_rate_limits",
     "expires_at",
+    "metadata",
 }
 USAGE_FIELDS = {"key_id", "total", "minutes"}
 OK = {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}

@@ -71,6 +71,8 @@ _DECISIONS = ("limited", "allowed", "usage_exceeded")
 _USAGE_EXCEEDED = 2
 _NO_CREDITS_STATE = 3
 _SEED_TRIES = 3
+# Keys whose script KEYS are kept ready (about 300 bytes each).
+_MAX_CACHED_KEYS = 50_000
 
 
 class _BatchFailed(Exception):
@@ -138,6 +140,7 @@ class RedisRateLimiter:
         self._script = script.body
         self._sha = script.sha1.encode()
         self._pending: list[_Call] = []
+        self._keys_of: dict[tuple[str, int, bool], tuple[LimitSet, tuple[str, ...]]] = {}
         self._is_batch_starting = False
         self._in_flight = 0
         self._idle: dict[str, list[AbstractConnection]] = {}  # by node name on a Cluster
@@ -409,6 +412,25 @@ class RedisRateLimiter:
                 raise reply
         return replies
 
+    def _script_keys(self, call: _Call) -> tuple[str, ...]:
+        """The script's KEYS for `call`: built once per key, limit set and credits, since every
+        request of a key asks the same (the names cost more to format than to send). The cached
+        entry holds its limit set, so the set's id cannot be reused while it is cached."""
+        cache_key = (call.ref, id(call.limits), call.credits is not None)
+        cached = self._keys_of.get(cache_key)
+        if cached is not None and cached[0] is call.limits:
+            return cached[1]
+        keyspace = self._keyspace
+        keys = (
+            keyspace.usage(call.ref),
+            *(_tat(keyspace, call, limit) for limit in call.limits.limits),
+            *_credit_keys(keyspace, call),
+        )
+        if len(self._keys_of) >= _MAX_CACHED_KEYS:
+            self._keys_of.clear()
+        self._keys_of[cache_key] = (call.limits, keys)
+        return keys
+
     async def _round_trip(
         self,
         connection: AbstractConnection,
@@ -424,10 +446,8 @@ class RedisRateLimiter:
             _pack(
                 verb,
                 script,
-                1 + len(call.limits.limits) + (call.credits is not None),
-                keyspace.usage(call.ref),
-                *(_tat(keyspace, call, limit) for limit in call.limits.limits),
-                *_credit_keys(keyspace, call),
+                len(keys := self._script_keys(call)),
+                *keys,
                 call.cost,
                 self._usage_ttl_s,
                 *_credit_args(call.credits),

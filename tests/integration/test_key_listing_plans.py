@@ -117,6 +117,9 @@ async def million_keys(vacuumed_afterwards: None, session: AsyncSession) -> Asyn
     await session.execute(_INSERT, {"base": BASE, "keys": KEYS})
     for _, definition in definitions:
         await session.execute(text(definition))
+    # A sample ten times the default (300,000 rows): the estimate of a 1-in-1,000 name prefix
+    # then no longer swings between runs enough to flip the plan this test asserts.
+    await session.execute(text("SET LOCAL default_statistics_target = 1000"))
     await session.execute(text("ANALYZE api_keys"))
     elapsed = time.monotonic() - started
     print(f"\n{KEYS:,} keys inserted and analysed in {elapsed:.1f} s")  # noqa: T201
@@ -136,6 +139,8 @@ async def test_every_listing_shape_reads_an_index_range_of_one_page(
             assert plan["Actual Rows"] == PAGE + 1, label
             assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], label
             assert index in {n.get("Index Name") for n in nodes}, label
-            # Rows read, kept or filtered out: a page and what its filters skip, never the table.
+            # Rows read, kept or filtered out: a page and what its filters skip, never the table
+            # (summed over the nodes, so a row a bitmap scan passes on counts twice: the name
+            # prefix's 1,000 rows read through a bitmap come to about 2,200).
             read = sum(n["Actual Rows"] + n.get("Rows Removed by Filter", 0) for n in nodes)
-            assert read < 20 * PAGE, (label, read)
+            assert read < 30 * PAGE, (label, read)

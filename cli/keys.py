@@ -370,24 +370,37 @@ def set_limit(
     as_json: JsonOpt = False,
 ) -> None:
     """Replace a key's rate limits, e.g. 10/second 10000/day (`--clear`: the default policy)."""
-    kid = _key_id(key_id)
     limits = limits_or_clear(rate_limits, clear)
-    record = _run(
+    record = _update(ctx, key_id, AuditAction.SET_LIMIT, rate_limits=limits)
+    shown = ", ".join(record.rate_limits) or "the default policy"
+    _report(record, as_json, f"{record.id} limits are now {shown}")
+
+
+def _update(
+    ctx: typer.Context, key_id: str, action: AuditAction = AuditAction.UPDATE, **changes: Any
+) -> KeyRecord:
+    """`update_key` from the CLI: `changes` (its keyword arguments) audited as `action`, then
+    announced to every worker."""
+    kid = _key_id(key_id)
+    return _run(
         ctx,
         lambda tools: service.update_key(
             session=tools.session,
             key_id=kid,
-            rate_limits=limits,
             listener=tools.listener,
             actor=cli_actor(),
-            action=AuditAction.SET_LIMIT,
+            action=action,
+            **changes,
         ),
     )
+
+
+def _report(record: KeyRecord, as_json: bool, line: str) -> None:
+    """The changed key as JSON, or one line saying what changed (user values never markup)."""
     if as_json:
         print_json(_as_dict(record))
     else:
-        shown = ", ".join(record.rate_limits) or "the default policy"
-        console.print(f"{record.id} limits are now {escape(shown)}")
+        console.print(Text(line))
 
 
 def _expiry(
@@ -429,44 +442,25 @@ def update(
     as_json: JsonOpt = False,
 ) -> None:
     """Change the given fields of a key; the others stay as they are."""
-    kid = _key_id(key_id)
     expiry = _expiry(expires_in, expires_at, no_expiry)
     scope_list = None if scopes is None else [s.strip() for s in scopes.split(",") if s.strip()]
-    record = _run(
+    record = _update(
         ctx,
-        lambda tools: service.update_key(
-            session=tools.session,
-            key_id=kid,
-            name=name,
-            owner=owner,
-            scopes=scope_list,
-            metadata=metadata,
-            enabled=enabled,
-            expires_at=expiry,
-            listener=tools.listener,
-            actor=cli_actor(),
-        ),
+        key_id,
+        name=name,
+        owner=owner,
+        scopes=scope_list,
+        metadata=metadata,
+        enabled=enabled,
+        expires_at=expiry,
     )
     _show_record(record, as_json)
 
 
 def _set_enabled(ctx: typer.Context, key_id: str, enabled: bool, as_json: bool) -> None:
-    kid = _key_id(key_id)
-    record = _run(
-        ctx,
-        lambda tools: service.update_key(
-            session=tools.session,
-            key_id=kid,
-            enabled=enabled,
-            listener=tools.listener,
-            actor=cli_actor(),
-        ),
-    )
-    if as_json:
-        print_json(_as_dict(record))
-    else:
-        state = "enabled" if record.enabled else "disabled"
-        console.print(f"{state} {record.id} ({escape(record.display_prefix)})")
+    record = _update(ctx, key_id, enabled=enabled)
+    state = "enabled" if record.enabled else "disabled"
+    _report(record, as_json, f"{state} {record.id} ({record.display_prefix})")
 
 
 @app.command()
@@ -490,21 +484,6 @@ def set_credits(
     as_json: JsonOpt = False,
 ) -> None:
     """Give a key CREDITS units (and a refill), replacing what it had left."""
-    kid = _key_id(key_id)
-    record = _run(
-        ctx,
-        lambda tools: service.update_key(
-            session=tools.session,
-            key_id=kid,
-            credits=credits,
-            refill=refill,
-            listener=tools.listener,
-            actor=cli_actor(),
-            action=AuditAction.SET_CREDITS,
-        ),
-    )
-    if as_json:
-        print_json(_as_dict(record))
-    else:
-        every = f", refilled to {record.refill}" if record.refill else ""
-        console.print(f"{record.id} has {record.credits_remaining} credits{escape(every)}")
+    record = _update(ctx, key_id, AuditAction.SET_CREDITS, credits=credits, refill=refill)
+    every = f", refilled to {record.refill}" if record.refill else ""
+    _report(record, as_json, f"{record.id} has {record.credits_remaining} credits{every}")

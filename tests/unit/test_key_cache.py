@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from service.keys.cache import KeyCache
 from service.keys.directory import KeyEntry, decode, encode
 from service.keys.record import KeyRecord
+from tests.unit.records import key_record
 
 TTL, MAX_AGE = 0.5, 300.0
 
@@ -21,26 +22,11 @@ class Clock:
 
 
 def _record(n: int = 1) -> KeyRecord:
-    return KeyRecord(
+    return key_record(
         id=uuid.UUID(int=n),
-        name="ci",
-        display_prefix="gk_abcdefgh",
         owner="team",
         scopes=("read",),
-        rate_limits=(),
-        owner_rate_limits=(),
         created_at=datetime(2026, 1, 1, tzinfo=UTC),
-        expires_at=None,
-        revoked_at=None,
-        last_used_at=None,
-        replaced_by_id=None,
-        created_by=None,
-        metadata={},
-        enabled=True,
-        credits_remaining=None,
-        refill=None,
-        credits_refilled_at=None,
-        credits_epoch=0,
     )
 
 

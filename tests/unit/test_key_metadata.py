@@ -4,7 +4,6 @@ the directory and the audit log carry of them."""
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -16,30 +15,14 @@ from service.audit.service import changes
 from service.errors import InvalidInput
 from service.keys.directory import KeyEntry, decode, encode
 from service.keys.metadata import MAX_METADATA_BYTES, clean_metadata
-from service.keys.record import KeyRecord
 from service.keys.schemas import KeyCreate, KeyUpdate
+from tests.unit.records import key_record
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-RECORD = KeyRecord(
-    id=uuid.UUID(int=1),
+RECORD = key_record(
     name="svc",
-    display_prefix="gk_abcdefgh",
-    owner=None,
-    scopes=(),
-    rate_limits=(),
-    owner_rate_limits=(),
     created_at=NOW,
-    expires_at=None,
-    revoked_at=None,
-    last_used_at=None,
-    replaced_by_id=None,
     created_by="cli:alice",
-    metadata={},
-    enabled=True,
-    credits_remaining=None,
-    refill=None,
-    credits_refilled_at=None,
-    credits_epoch=0,
 )
 
 

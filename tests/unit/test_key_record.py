@@ -12,6 +12,7 @@ from sqlalchemy import inspect
 from service.keys.models import ApiKey
 from service.keys.record import MAPPED_ATTRIBUTES, KeyRecord
 from service.keys.schemas import KeyOut
+from tests.unit.records import key_record
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 TICK = timedelta(microseconds=1)
@@ -23,26 +24,15 @@ def _record(
     revoked_at: datetime | None = None,
     enabled: bool = True,
 ) -> KeyRecord:
-    return KeyRecord(
-        id=uuid.UUID(int=1),
-        name="ci",
-        display_prefix="gk_abcdefgh",
+    return key_record(
         owner="team",
         scopes=("admin",),
         rate_limits=("10/second",),
-        owner_rate_limits=(),
         created_at=NOW - timedelta(days=1),
         expires_at=expires_at,
         revoked_at=revoked_at,
-        last_used_at=None,
-        replaced_by_id=None,
-        created_by=None,
         metadata={"plan": "pro"},
         enabled=enabled,
-        credits_remaining=None,
-        refill=None,
-        credits_refilled_at=None,
-        credits_epoch=0,
     )
 
 

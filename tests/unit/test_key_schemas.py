@@ -8,30 +8,17 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import TypeAdapter
 
-from service.keys.record import KeyRecord
 from service.keys.schemas import KeyIssued, KeyOut, WhoAmI, key_json
+from tests.unit.records import key_record
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-RECORD = KeyRecord(
-    id=uuid.UUID(int=1),
-    name="ci",
-    display_prefix="gk_abcdefgh",
-    owner=None,
+RECORD = key_record(
     scopes=("admin", "read"),
-    rate_limits=(),
-    owner_rate_limits=(),
     created_at=NOW,
     expires_at=NOW + timedelta(days=30),
-    revoked_at=None,
-    last_used_at=None,
     replaced_by_id=uuid.UUID(int=2),
     created_by="cli:alice",
     metadata={"plan": "pro", "seats": [1, 2.5, None]},
-    enabled=True,
-    credits_remaining=None,
-    refill=None,
-    credits_refilled_at=None,
-    credits_epoch=0,
 )
 KEY_BODY = (
     '{"id":"00000000-0000-0000-0000-000000000001","name":"ci","display_prefix":"gk_abcdefgh",'

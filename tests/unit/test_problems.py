@@ -23,31 +23,16 @@ from service.errors import (
     NotFound,
     RateLimited,
 )
-from service.keys.record import KeyRecord
 from service.ratelimit.decision import RateLimitDecision
 from service.results import KeyCheckResult
+from tests.unit.records import key_record
 
 NOW = datetime(2025, 3, 1, tzinfo=UTC)
-RECORD = KeyRecord(
+RECORD = key_record(
     id=uuid.UUID(int=7),
-    name="ci",
-    display_prefix="gk_abcdefgh",
     owner="team",
-    scopes=(),
     rate_limits=("100/minute",),
-    owner_rate_limits=(),
     created_at=NOW,
-    expires_at=None,
-    revoked_at=None,
-    last_used_at=None,
-    replaced_by_id=None,
-    created_by=None,
-    metadata={},
-    enabled=True,
-    credits_remaining=None,
-    refill=None,
-    credits_refilled_at=None,
-    credits_epoch=0,
 )
 LIMITED = RateLimitDecision(
     allowed=False,

@@ -38,17 +38,33 @@ EXIT_NO_GO = 1
 EXIT_INTERRUPTED = 130
 MIN_SOAK_S = 60  # a quarter is warm-up; the rest must hold a few 10 s samples
 T = TypeVar("T")
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 async def until_terminated(work: Coroutine[Any, Any, T]) -> T:
-    """`work`, cancelled by SIGTERM as Ctrl-C cancels it, so its clean-up runs either way."""
+    """`work`, cancelled by Ctrl-C or SIGTERM, so its clean-up runs either way (a second signal
+    does not cut the clean-up short). A run a signal reached ends as interrupted even when
+    something inside it let the cancellation pass (a library that takes it for its own timeout):
+    it never reports a verdict the operator stopped."""
     task = asyncio.ensure_future(work)
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    received: list[signal.Signals] = []
+
+    def stop(signum: signal.Signals) -> None:
+        if not received:
+            task.cancel()
+        received.append(signum)
+
+    for signum in _STOP_SIGNALS:
+        loop.add_signal_handler(signum, stop, signum)
     try:
-        return await task
+        result = await task
     finally:
-        loop.remove_signal_handler(signal.SIGTERM)
+        for signum in _STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
+    if received:
+        raise asyncio.CancelledError
+    return result
 
 
 class ConsoleProgress:

@@ -23,6 +23,7 @@ local cost = tonumber(ARGV[1])
 local epoch = tonumber(ARGV[3])
 local n = #KEYS - 1
 local credits, credits_key, refilled, refill_wait = -1, nil, 0, -1
+local stored_refilled, is_new_epoch = 0, false
 if epoch >= 0 then
   n = n - 1
   credits_key = KEYS[#KEYS]
@@ -31,8 +32,9 @@ if epoch >= 0 then
     return {3, 1, 0, 0, 0, 0, -1}
   end
   credits, refilled = tonumber(state[1]), tonumber(state[3])
+  stored_refilled = refilled
   if tonumber(state[2]) < epoch then  -- an admin set the credits since
-    credits, refilled = tonumber(ARGV[4]), seconds
+    credits, refilled, is_new_epoch = tonumber(ARGV[4]), seconds, true
   else
     epoch = tonumber(state[2])
   end
@@ -95,8 +97,12 @@ if refused then
 end
 if credits_key and cost > 0 then
   credits = credits - cost
-  redis.call('HSET', credits_key, 'r', string.format('%d', credits), 'e', epoch,
-    't', string.format('%d', refilled))
+  if is_new_epoch or refilled ~= stored_refilled then
+    redis.call('HSET', credits_key, 'r', string.format('%d', credits), 'e', epoch,
+      't', string.format('%d', refilled))
+  else  -- the usual case: only the count moved
+    redis.call('HSET', credits_key, 'r', string.format('%d', credits))
+  end
 end
 for i, new_tat in pairs(new_tats) do
   -- string.format: Lua's default number-to-string keeps 14 digits, too few for microseconds.
